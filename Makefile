@@ -1,0 +1,49 @@
+# libshardvt — build, test, demo. Every path here is relative to the repository.
+SHELL := /bin/bash
+export SQLITE3_NO_PKG_CONFIG := 1
+CARGO ?= cargo
+EXT := libshardvt.so
+PY ?= python3
+SQLITE3 ?= sqlite3
+
+.PHONY: all build test unit golden slt conformance python demo bench clean check-so
+
+all: build
+
+build: $(EXT)
+
+$(EXT): Cargo.toml $(shell find src sql -type f 2>/dev/null)
+	$(CARGO) build --release --lib
+	cp target/release/libshardvt.so $(EXT)
+
+# The extension must never link libsqlite3 itself (it uses the host's routines).
+check-so: $(EXT)
+	@if readelf -d $(EXT) | grep -q 'libsqlite3'; then echo "FAIL: $(EXT) links libsqlite3"; exit 1; fi
+	@nm -D --defined-only $(EXT) | grep -q ' T sqlite3_shardvt_init' || { echo "FAIL: no sqlite3_shardvt_init"; exit 1; }
+	@echo "check-so: $(EXT) exports sqlite3_shardvt_init and does not link libsqlite3"
+
+unit:
+	$(CARGO) test --lib
+
+golden: $(EXT)
+	bash tests/golden/run.sh
+
+slt: $(EXT)
+	$(PY) tests/slt/run_slt.py --ext ./$(EXT) tests/slt/*.slt
+
+conformance: $(EXT)
+	$(PY) tests/slt/run_slt.py --ext ./$(EXT) --mode hash ../shared/conformance/sqllogictest/compact
+	$(PY) tests/slt/run_slt.py --ext ./$(EXT) --mode prefix ../shared/conformance/sqllogictest/compact
+
+python: $(EXT)
+	$(PY) -m pytest -q tests/python
+
+test: check-so unit golden slt conformance python
+
+demo: $(EXT)
+	@rm -rf build/demo && mkdir -p build/demo
+	cd build/demo && $(SQLITE3) demo.db < ../../examples/quickstart.sql
+
+clean:
+	$(CARGO) clean
+	rm -rf $(EXT) build

@@ -1,0 +1,36 @@
+//! The one place every SQL name of libshardvt is registered (called by `sqlite3_shardvt_init`).
+//!
+//! | name | kind | flags |
+//! |---|---|---|
+//! | `sharded` | virtual-table module | writable, savepoints, constraint support |
+//! | `shardvt_shards` | table-valued function (eponymous) | read-only |
+//! | `shardvt_version()` | scalar | deterministic, innocuous |
+//! | `shardvt_debug()` | scalar | innocuous |
+//! | `shardvt_route(table, key)` | scalar | direct-only (opens shard files) |
+//! | `shardvt_explain(sql)` | scalar | direct-only (runs the query) |
+//! | `shardvt_create_index(table, name, definition [, unique])` | scalar | direct-only (writes files) |
+//! | `shardvt_drop_index(table, name)` | scalar | direct-only (writes files) |
+//!
+//! README's reference table lists the same names; `tests/python/test_surface.py` compares them
+//! with `pragma_function_list` / `pragma_module_list`.
+
+use crate::error::Result;
+use crate::ffi::api::HostDb;
+use crate::ffi::func::{register_scalar, DETERMINISTIC, DIRECTONLY, INNOCUOUS};
+use crate::ffi::vtab::{register_module, ModuleKind};
+use crate::functions as f;
+use crate::vtab::shards_tvf::ShardsTvf;
+use crate::vtab::table::ShardedTable;
+
+pub fn register(db: HostDb) -> Result<()> {
+    register_module::<ShardedTable>(db, "sharded", ModuleKind::Regular, true)?;
+    register_module::<ShardsTvf>(db, "shardvt_shards", ModuleKind::EponymousOnly, false)?;
+    register_scalar(db, "shardvt_version", 0, DETERMINISTIC | INNOCUOUS, f::shardvt_version)?;
+    register_scalar(db, "shardvt_debug", 0, INNOCUOUS, f::shardvt_debug)?;
+    register_scalar(db, "shardvt_route", 2, DIRECTONLY, f::shardvt_route)?;
+    register_scalar(db, "shardvt_explain", 1, DIRECTONLY, f::shardvt_explain)?;
+    register_scalar(db, "shardvt_create_index", 3, DIRECTONLY, f::shardvt_create_index)?;
+    register_scalar(db, "shardvt_create_index", 4, DIRECTONLY, f::shardvt_create_index)?;
+    register_scalar(db, "shardvt_drop_index", 2, DIRECTONLY, f::shardvt_drop_index)?;
+    Ok(())
+}

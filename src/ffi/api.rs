@@ -1,0 +1,519 @@
+//! The host's SQLite routines, and safe owned wrappers over them.
+//!
+//! A loadable extension must call SQLite only through the `sqlite3_api_routines` table the host
+//! hands to `sqlite3_shardvt_init`; linking libsqlite3 would put a second SQLite in the process.
+//! We keep the host's pointer in a process-wide `OnceLock` and read routines out of it on demand.
+//!
+//! Invariants:
+//! - Routines are appended to the table over SQLite versions, so the offset of every field we read
+//!   is the same in every host. We only read fields that exist in our floor version
+//!   ([`MIN_SQLITE_VERSION`], 3.38.0); the init refuses older hosts before anything else runs.
+//! - One SQLite library per process: a second init with a *different* routine table (e.g. apsw's
+//!   static SQLite next to the system library) is refused, so handles are never mixed.
+//! - [`Connection`] and [`Statement`] own their handles and close/finalize on drop. Statements
+//!   must be dropped before their connection; owners (see `shard/`) keep that order.
+//! - [`ValueRef`] borrows a `sqlite3_value*` that is only valid during the callback that produced
+//!   it; its lifetime parameter ties it to that callback's frame.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ptr;
+use std::sync::OnceLock;
+
+use libsqlite3_sys as sys;
+
+use crate::error::{Error, Result};
+use crate::value::Value;
+
+/// The oldest host SQLite we support (sqlite3_vtab_in, LIMIT/OFFSET constraints, vtab_rhs_value).
+pub const MIN_SQLITE_VERSION: i32 = 3_038_000;
+
+struct Api {
+    routines: usize, // *const sqlite3_api_routines, stored as an address so the static is Sync
+    version: i32,
+}
+
+static API: OnceLock<Api> = OnceLock::new();
+
+/// Installs the host's routine table. Returns an error message when the host is too old or when
+/// another SQLite library already loaded us in this process.
+pub(crate) fn install(p_api: *const sys::sqlite3_api_routines) -> std::result::Result<(), String> {
+    if p_api.is_null() {
+        return Err("libshardvt: the host passed no SQLite routine table".into());
+    }
+    // SAFETY: p_api is the host's routine table; `libversion_number` exists in every version.
+    let version = unsafe {
+        match (*p_api).libversion_number {
+            Some(f) => f(),
+            None => 0,
+        }
+    };
+    if version < MIN_SQLITE_VERSION {
+        return Err(format!(
+            "libshardvt needs SQLite 3.38.0 or newer; this host is {}.{}.{} (upgrade the host's SQLite)",
+            version / 1_000_000,
+            (version / 1000) % 1000,
+            version % 1000
+        ));
+    }
+    let api = API.get_or_init(|| Api { routines: p_api as usize, version });
+    if api.routines != p_api as usize {
+        return Err("libshardvt is already loaded by another SQLite library in this process; \
+                    load it into connections of one SQLite library only"
+            .into());
+    }
+    Ok(())
+}
+
+pub(crate) fn routines() -> &'static sys::sqlite3_api_routines {
+    let api = API.get().expect("libshardvt routines used before sqlite3_shardvt_init");
+    // SAFETY: the address came from the host's routine table, which lives as long as the process
+    // (SQLite's table is a static); we only read fields present in MIN_SQLITE_VERSION.
+    unsafe { &*(api.routines as *const sys::sqlite3_api_routines) }
+}
+
+/// The host library's version number, e.g. 3040001.
+pub fn host_version_number() -> i32 {
+    API.get().map(|a| a.version).unwrap_or(0)
+}
+
+pub fn host_version_string() -> String {
+    // SAFETY: libversion returns a static NUL-terminated string.
+    unsafe { cstr_to_string(routines().libversion.unwrap()()) }
+}
+
+pub fn host_threadsafe() -> bool {
+    // SAFETY: plain call without arguments.
+    unsafe { routines().xthreadsafe.unwrap()() != 0 }
+}
+
+macro_rules! call {
+    ($name:ident ( $($arg:expr),* )) => {
+        (routines().$name.expect(concat!("host lacks sqlite3_", stringify!($name))))($($arg),*)
+    };
+}
+
+pub(crate) unsafe fn cstr_to_string(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::misuse("string contains a NUL byte"))
+}
+
+/// Copies `msg` into memory from sqlite3_malloc, as SQLite wants for zErrMsg fields.
+pub(crate) fn sqlite_strdup(msg: &str) -> *mut c_char {
+    let bytes = msg.replace('\0', " ");
+    // SAFETY: we allocate len+1 bytes with the host allocator and fill them.
+    unsafe {
+        let p = call!(malloc(bytes.len() as c_int + 1)) as *mut c_char;
+        if !p.is_null() {
+            ptr::copy_nonoverlapping(bytes.as_ptr() as *const c_char, p, bytes.len());
+            *p.add(bytes.len()) = 0;
+        }
+        p
+    }
+}
+
+pub(crate) unsafe fn sqlite_free(p: *mut c_void) {
+    if !p.is_null() {
+        call!(free(p));
+    }
+}
+
+/// Writes a message to SQLite's error log (sqlite3_log).
+pub fn log(code: c_int, msg: &str) {
+    if let Ok(c) = CString::new(msg.replace('%', "%%")) {
+        // SAFETY: format string is "%s"-free after escaping; sqlite3_log is variadic.
+        unsafe { call!(log(code, c.as_ptr())) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+/// A borrowed `sqlite3_value*` (argument of a callback).
+#[derive(Clone, Copy)]
+pub struct ValueRef<'a> {
+    p: *mut sys::sqlite3_value,
+    _life: std::marker::PhantomData<&'a ()>,
+}
+
+impl<'a> ValueRef<'a> {
+    /// SAFETY: p must be a valid sqlite3_value for lifetime 'a.
+    pub(crate) unsafe fn from_raw(p: *mut sys::sqlite3_value) -> Self {
+        ValueRef { p, _life: std::marker::PhantomData }
+    }
+    pub fn raw(&self) -> *mut sys::sqlite3_value {
+        self.p
+    }
+    pub fn type_code(&self) -> c_int {
+        // SAFETY: valid value for 'a.
+        unsafe { call!(value_type(self.p)) }
+    }
+    pub fn is_null(&self) -> bool {
+        self.type_code() == sys::SQLITE_NULL
+    }
+    pub fn as_i64(&self) -> i64 {
+        // SAFETY: valid value.
+        unsafe { call!(value_int64(self.p)) }
+    }
+    pub fn as_f64(&self) -> f64 {
+        // SAFETY: valid value.
+        unsafe { call!(value_double(self.p)) }
+    }
+    pub fn text_bytes(&self) -> &'a [u8] {
+        // SAFETY: value_text then value_bytes is the documented order; the buffer lives as long
+        // as the value is unchanged (for 'a).
+        unsafe {
+            let t = call!(value_text(self.p));
+            let n = call!(value_bytes(self.p));
+            if t.is_null() || n <= 0 {
+                &[]
+            } else {
+                std::slice::from_raw_parts(t, n as usize)
+            }
+        }
+    }
+    pub fn blob_bytes(&self) -> &'a [u8] {
+        // SAFETY: as text_bytes.
+        unsafe {
+            let b = call!(value_blob(self.p)) as *const u8;
+            let n = call!(value_bytes(self.p));
+            if b.is_null() || n <= 0 {
+                &[]
+            } else {
+                std::slice::from_raw_parts(b, n as usize)
+            }
+        }
+    }
+    pub fn text_string(&self) -> String {
+        String::from_utf8_lossy(self.text_bytes()).into_owned()
+    }
+    /// True when this UPDATE argument is unchanged (sqlite3_value_nochange).
+    pub fn nochange(&self) -> bool {
+        // SAFETY: valid value.
+        unsafe { call!(value_nochange(self.p)) != 0 }
+    }
+    pub fn to_value(&self) -> Value {
+        match self.type_code() {
+            sys::SQLITE_INTEGER => Value::Integer(self.as_i64()),
+            sys::SQLITE_FLOAT => Value::Real(self.as_f64()),
+            sys::SQLITE_TEXT => Value::Text(self.text_bytes().to_vec()),
+            sys::SQLITE_BLOB => Value::Blob(self.blob_bytes().to_vec()),
+            _ => Value::Null,
+        }
+    }
+    /// The values of an `IN (...)` right-hand side handed over whole (sqlite3_vtab_in).
+    pub fn in_values(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut v: *mut sys::sqlite3_value = ptr::null_mut();
+        // SAFETY: self is an xFilter argument for which xBestIndex called sqlite3_vtab_in(..,1).
+        let mut rc = unsafe { call!(vtab_in_first(self.p, &mut v)) };
+        while rc == sys::SQLITE_OK && !v.is_null() {
+            // SAFETY: v is valid until the next vtab_in_next call; we copy it out now.
+            out.push(unsafe { ValueRef::from_raw(v) }.to_value());
+            rc = unsafe { call!(vtab_in_next(self.p, &mut v)) };
+        }
+        if rc == sys::SQLITE_OK || rc == sys::SQLITE_DONE {
+            Ok(out)
+        } else {
+            Err(Error::sqlite(rc, "sharded: reading the IN list failed".into()))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host database handle
+
+/// The host connection (`sqlite3*`) a virtual table or function belongs to. Not owned.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct HostDb(pub(crate) usize);
+
+impl HostDb {
+    pub(crate) fn raw(&self) -> *mut sys::sqlite3 {
+        self.0 as *mut sys::sqlite3
+    }
+    /// File name of an attached schema ("main", "temp", ...); empty for :memory: / temp dbs.
+    pub fn filename(&self, schema: &str) -> Option<String> {
+        let s = cstring(schema).ok()?;
+        // SAFETY: db is a live connection during the callback; db_filename returns a string owned
+        // by SQLite or NULL.
+        let p = unsafe { call!(db_filename(self.raw(), s.as_ptr())) };
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: NUL-terminated.
+            Some(unsafe { cstr_to_string(p) })
+        }
+    }
+    /// The ON CONFLICT mode of the statement now running xUpdate (sqlite3_vtab_on_conflict).
+    pub fn vtab_on_conflict(&self) -> c_int {
+        // SAFETY: only called from inside xUpdate.
+        unsafe { call!(vtab_on_conflict(self.raw())) }
+    }
+    pub fn is_autocommit(&self) -> bool {
+        // SAFETY: live connection.
+        unsafe { call!(get_autocommit(self.raw())) != 0 }
+    }
+    /// Prepares `sql` on the host connection (used by functions that inspect queries).
+    pub fn prepare(&self, sql: &str) -> Result<Statement> {
+        prepare_on(self.raw(), sql, None)
+    }
+    pub fn errmsg(&self) -> String {
+        // SAFETY: live connection.
+        unsafe { cstr_to_string(call!(errmsg(self.raw()))) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owned connections and statements (shard and catalog files)
+
+pub const OPEN_READWRITE: c_int = sys::SQLITE_OPEN_READWRITE;
+pub const OPEN_CREATE: c_int = sys::SQLITE_OPEN_CREATE;
+pub const OPEN_READONLY: c_int = sys::SQLITE_OPEN_READONLY;
+
+/// An owned SQLite connection to a shard or catalog file.
+pub struct Connection {
+    db: *mut sys::sqlite3,
+    path: String,
+}
+
+// SAFETY: connections are opened in SQLite's serialized or multi-thread mode and used by one
+// thread at a time (the host connection's thread); moving them between threads is allowed.
+unsafe impl Send for Connection {}
+
+impl Connection {
+    pub fn open(path: &str, flags: c_int) -> Result<Connection> {
+        let c = cstring(path)?;
+        let mut db: *mut sys::sqlite3 = ptr::null_mut();
+        // SAFETY: out-pointer is valid; flags are documented open flags; default VFS.
+        let rc = unsafe {
+            call!(open_v2(c.as_ptr(), &mut db, flags, ptr::null()))
+        };
+        if rc != sys::SQLITE_OK {
+            let msg = if db.is_null() {
+                format!("cannot open {path}")
+            } else {
+                // SAFETY: db is a (failed) connection handle; errmsg is valid until close.
+                unsafe { cstr_to_string(call!(errmsg(db))) }
+            };
+            if !db.is_null() {
+                // SAFETY: a failed open still returns a handle that must be closed.
+                unsafe { call!(close(db)) };
+            }
+            return Err(Error::sqlite(rc, format!("{msg}: {path}")));
+        }
+        // SAFETY: live handle; enable extended result codes for precise errors.
+        unsafe { call!(extended_result_codes(db, 1)) };
+        Ok(Connection { db, path: path.to_string() })
+    }
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    pub fn exec(&self, sql: &str) -> Result<()> {
+        let c = cstring(sql)?;
+        let mut err: *mut c_char = ptr::null_mut();
+        // SAFETY: live handle, NUL-terminated SQL, no callback.
+        let rc = unsafe { call!(exec(self.db, c.as_ptr(), None, ptr::null_mut(), &mut err)) };
+        if rc != sys::SQLITE_OK {
+            // SAFETY: err is NULL or a sqlite3_malloc'd string we must free.
+            let msg = unsafe {
+                let m = cstr_to_string(err);
+                sqlite_free(err as *mut c_void);
+                m
+            };
+            return Err(Error::sqlite(self.extended_errcode().max(rc), msg));
+        }
+        Ok(())
+    }
+    pub fn prepare(&self, sql: &str) -> Result<Statement> {
+        prepare_on(self.db, sql, Some(&self.path))
+    }
+    pub fn changes(&self) -> i64 {
+        // SAFETY: live handle.
+        unsafe { call!(changes(self.db)) as i64 }
+    }
+    pub fn busy_timeout(&self, ms: i32) {
+        // SAFETY: live handle.
+        unsafe { call!(busy_timeout(self.db, ms)) };
+    }
+    pub fn errmsg(&self) -> String {
+        // SAFETY: live handle.
+        unsafe { cstr_to_string(call!(errmsg(self.db))) }
+    }
+    pub fn extended_errcode(&self) -> c_int {
+        // SAFETY: live handle.
+        unsafe { call!(extended_errcode(self.db)) }
+    }
+    pub fn in_transaction(&self) -> bool {
+        // SAFETY: live handle.
+        unsafe { call!(get_autocommit(self.db)) == 0 }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle; close_v2 defers if statements are still alive.
+        unsafe { call!(close_v2(self.db)) };
+    }
+}
+
+fn prepare_on(db: *mut sys::sqlite3, sql: &str, path: Option<&str>) -> Result<Statement> {
+    let mut stmt: *mut sys::sqlite3_stmt = ptr::null_mut();
+    // SAFETY: db live; we pass the exact byte length, so no NUL terminator is needed.
+    let rc = unsafe {
+        call!(prepare_v2(
+            db,
+            sql.as_ptr() as *const c_char,
+            sql.len() as c_int,
+            &mut stmt,
+            ptr::null_mut()
+        ))
+    };
+    if rc != sys::SQLITE_OK {
+        // SAFETY: db live.
+        let msg = unsafe { cstr_to_string(call!(errmsg(db))) };
+        let msg = match path {
+            Some(p) => format!("{msg} (in shard file {p})"),
+            None => msg,
+        };
+        return Err(Error::sqlite(rc, msg));
+    }
+    if stmt.is_null() {
+        return Err(Error::misuse("empty SQL statement"));
+    }
+    Ok(Statement { stmt, db })
+}
+
+/// An owned prepared statement.
+pub struct Statement {
+    stmt: *mut sys::sqlite3_stmt,
+    db: *mut sys::sqlite3,
+}
+
+// SAFETY: see Connection.
+unsafe impl Send for Statement {}
+
+impl Statement {
+    pub fn bind(&mut self, i: usize, v: &Value) -> Result<()> {
+        let i = i as c_int;
+        // SAFETY: live statement; SQLITE_TRANSIENT makes SQLite copy text/blob.
+        let rc = unsafe {
+            match v {
+                Value::Null => call!(bind_null(self.stmt, i)),
+                Value::Integer(x) => call!(bind_int64(self.stmt, i, *x)),
+                Value::Real(x) => call!(bind_double(self.stmt, i, *x)),
+                Value::Text(b) => call!(bind_text(
+                    self.stmt,
+                    i,
+                    b.as_ptr() as *const c_char,
+                    b.len() as c_int,
+                    sys::SQLITE_TRANSIENT()
+                )),
+                Value::Blob(b) => call!(bind_blob(
+                    self.stmt,
+                    i,
+                    b.as_ptr() as *const c_void,
+                    b.len() as c_int,
+                    sys::SQLITE_TRANSIENT()
+                )),
+            }
+        };
+        self.check(rc)
+    }
+    /// Binds a host value directly (no Rust copy).
+    pub fn bind_ref(&mut self, i: usize, v: ValueRef<'_>) -> Result<()> {
+        // SAFETY: live statement and value; bind_value copies.
+        let rc = unsafe { call!(bind_value(self.stmt, i as c_int, v.p)) };
+        self.check(rc)
+    }
+    pub fn bind_i64(&mut self, i: usize, x: i64) -> Result<()> {
+        // SAFETY: live statement.
+        let rc = unsafe { call!(bind_int64(self.stmt, i as c_int, x)) };
+        self.check(rc)
+    }
+    fn check(&self, rc: c_int) -> Result<()> {
+        if rc == sys::SQLITE_OK {
+            Ok(())
+        } else {
+            // SAFETY: live db.
+            Err(Error::sqlite(rc, unsafe { cstr_to_string(call!(errmsg(self.db))) }))
+        }
+    }
+    /// Steps once: Ok(true) when a row is available, Ok(false) when done.
+    pub fn step(&mut self) -> Result<bool> {
+        // SAFETY: live statement.
+        let rc = unsafe { call!(step(self.stmt)) };
+        match rc {
+            sys::SQLITE_ROW => Ok(true),
+            sys::SQLITE_DONE => Ok(false),
+            _ => {
+                // SAFETY: live db; extended code for precision.
+                let (code, msg) = unsafe {
+                    (call!(extended_errcode(self.db)), cstr_to_string(call!(errmsg(self.db))))
+                };
+                let code = if code & 0xff == rc & 0xff { code } else { rc };
+                // reset so the statement is reusable; its error code is the same one.
+                // SAFETY: live statement.
+                unsafe { call!(reset(self.stmt)) };
+                Err(Error::sqlite(code, msg))
+            }
+        }
+    }
+    pub fn reset(&mut self) {
+        // SAFETY: live statement.
+        unsafe {
+            call!(reset(self.stmt));
+        }
+    }
+    pub fn clear_bindings(&mut self) {
+        // SAFETY: live statement.
+        unsafe {
+            call!(clear_bindings(self.stmt));
+        }
+    }
+    pub fn column_count(&self) -> usize {
+        // SAFETY: live statement.
+        unsafe { call!(column_count(self.stmt)) as usize }
+    }
+    pub fn column_name(&self, i: usize) -> String {
+        // SAFETY: live statement, i < column_count.
+        unsafe { cstr_to_string(call!(column_name(self.stmt, i as c_int))) }
+    }
+    pub fn column_i64(&self, i: usize) -> i64 {
+        // SAFETY: live statement positioned on a row.
+        unsafe { call!(column_int64(self.stmt, i as c_int)) }
+    }
+    pub fn column_type(&self, i: usize) -> c_int {
+        // SAFETY: live statement positioned on a row.
+        unsafe { call!(column_type(self.stmt, i as c_int)) }
+    }
+    /// The column as a borrowed value (valid until the next step/reset).
+    pub fn column_ref(&self, i: usize) -> ValueRef<'_> {
+        // SAFETY: column_value returns an unprotected value valid until the next step.
+        unsafe { ValueRef::from_raw(call!(column_value(self.stmt, i as c_int))) }
+    }
+    pub fn column_value(&self, i: usize) -> Value {
+        self.column_ref(i).to_value()
+    }
+    pub fn readonly(&self) -> bool {
+        // SAFETY: live statement.
+        unsafe { call!(stmt_readonly(self.stmt)) != 0 }
+    }
+    pub fn is_explain(&self) -> bool {
+        // SAFETY: live statement.
+        unsafe { call!(stmt_isexplain(self.stmt)) != 0 }
+    }
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        // SAFETY: we own the statement.
+        unsafe { call!(finalize(self.stmt)) };
+    }
+}

@@ -1,0 +1,90 @@
+//! Scalar SQL functions over sharded tables (registered in `entry.rs`).
+//!
+//! | function | returns |
+//! |---|---|
+//! | `shardvt_version()` | library version text |
+//! | `shardvt_debug()` | JSON: version, host SQLite, thread safety, floor, formats, features |
+//! | `shardvt_route(table, key)` | shard id the key routes to (NULL: prefix shard not created yet) |
+//! | `shardvt_explain(sql)` | one line per shard scan the read-only query performs |
+//! | `shardvt_create_index(table, name, definition [, unique])` | 'ok'; index on every shard |
+//! | `shardvt_drop_index(table, name)` | 'ok' |
+
+use crate::error::{Error, Result};
+use crate::ffi::api::{host_threadsafe, host_version_string, ValueRef, MIN_SQLITE_VERSION};
+use crate::ffi::func::FnContext;
+use crate::shard::catalog::FORMAT_VERSION;
+use crate::value::Value;
+use crate::vtab::{explain, with_table};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn text_arg(args: &[ValueRef<'_>], i: usize, fname: &str, what: &str) -> Result<String> {
+    match args.get(i) {
+        Some(v) if !v.is_null() => Ok(v.text_string()),
+        _ => Err(Error::config(format!("{fname}: argument {} ({what}) must not be NULL", i + 1))),
+    }
+}
+
+pub fn shardvt_version(_: &FnContext, _: &[ValueRef<'_>]) -> Result<Value> {
+    Ok(Value::text(&format!("libshardvt {VERSION}")))
+}
+
+pub fn shardvt_debug(_: &FnContext, _: &[ValueRef<'_>]) -> Result<Value> {
+    Ok(Value::text(&format!(
+        "{{\"version\":\"{VERSION}\",\"host_sqlite\":\"{}\",\"host_threadsafe\":{},\"min_sqlite\":\"3.{}.0\",\
+         \"catalog_format\":{FORMAT_VERSION},\"hash\":\"xxh64-seed0-v1\",\"features\":[\"hash\",\"prefix\",\
+         \"vtab_in\",\"limit_pushdown\",\"orderby_merge\",\"savepoints\",\"shard_key_moves\"],\"build\":\"{}\"}}",
+        host_version_string(),
+        host_threadsafe(),
+        (MIN_SQLITE_VERSION / 1000) % 1000,
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    )))
+}
+
+pub fn shardvt_route(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    let table = text_arg(args, 0, "shardvt_route", "table")?;
+    let key = args[1].to_value();
+    with_table(ctx.db(), &table, |t| Ok(t.route_value(&key)?.map(|s| Value::Integer(s.0 as i64)).unwrap_or(Value::Null)))
+}
+
+pub fn shardvt_explain(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    let sql = text_arg(args, 0, "shardvt_explain", "sql")?;
+    let mut st = ctx.db().prepare(&sql)?;
+    if !st.readonly() {
+        return Err(Error::config("shardvt_explain: only read-only statements can be explained (it runs the query)"));
+    }
+    explain::start();
+    let mut r = Ok(());
+    loop {
+        match st.step() {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                r = Err(e);
+                break;
+            }
+        }
+    }
+    let lines = explain::finish();
+    r?;
+    if lines.is_empty() {
+        return Ok(Value::text("no sharded table scanned"));
+    }
+    Ok(Value::text(&lines.join("\n")))
+}
+
+pub fn shardvt_create_index(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    let table = text_arg(args, 0, "shardvt_create_index", "table")?;
+    let name = text_arg(args, 1, "shardvt_create_index", "index name")?;
+    let def = text_arg(args, 2, "shardvt_create_index", "definition")?;
+    let unique = args.get(3).map(|v| v.as_i64() != 0).unwrap_or(false);
+    with_table(ctx.db(), &table, |t| t.create_index(&name, &def, unique))?;
+    Ok(Value::text("ok"))
+}
+
+pub fn shardvt_drop_index(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    let table = text_arg(args, 0, "shardvt_drop_index", "table")?;
+    let name = text_arg(args, 1, "shardvt_drop_index", "index name")?;
+    with_table(ctx.db(), &table, |t| t.drop_index(&name))?;
+    Ok(Value::text("ok"))
+}

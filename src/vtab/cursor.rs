@@ -1,0 +1,312 @@
+//! The `sharded` cursor: one SQL statement per visited shard, merged into one ordered stream.
+//!
+//! xFilter decodes the plan (idxStr, see `planner`), turns the constraint values into
+//! (a) key terms, which prune the shard set (`routing::prune`), and (b) a WHERE clause run on
+//! every visited shard. A constraint is put into the shard SQL only when the shard evaluates it
+//! exactly as SQLite would (see `pushable`); SQLite re-checks every row anyway.
+//!
+//! Each shard's rows come sorted by the merge key: the consumed ORDER BY, or the rowid, so a scan
+//! without ORDER BY returns rows in rowid order like a native table. `LIMIT n OFFSET m` becomes
+//! `LIMIT n+m` on every shard when every WHERE term was pushed (SQLite still applies both).
+//!
+//! Column values are copied from the shard statement straight into SQLite's result (no Rust
+//! copy); only the merge key is read into Rust values.
+
+use crate::config::quote_ident;
+use crate::error::Result;
+use crate::ffi::api::{Statement, ValueRef};
+use crate::ffi::vtab::{ColumnContext, VTabCursor};
+use crate::merge::{pick_min, KeySpec};
+use crate::planner::{op, Plan};
+use crate::routing::prune::KeyTerm;
+use crate::routing::ShardId;
+use crate::shard::SHARD_TABLE;
+use crate::value::{Affinity, Value};
+
+use super::explain;
+use super::table::ShardedTable;
+
+struct Source {
+    shard: ShardId,
+    sql: String,
+    stmt: Statement,
+    key: Vec<Value>,
+}
+
+pub struct ShardedCursor {
+    sources: Vec<Source>,
+    current: Option<usize>,
+    spec: Vec<KeySpec>,
+    /// result-column indexes of the merge key
+    key_cols: Vec<usize>,
+    /// vtab column → result column
+    col_map: Vec<Option<usize>>,
+    rowid_alias: Option<usize>,
+}
+
+/// Would the shard evaluate `col <op> v` exactly as SQLite does on the host?
+/// Numeric columns: always (both sides get numeric affinity). TEXT columns: only for TEXT/BLOB/NULL
+/// values. Untyped columns: only BLOB/NULL (other values may be compared after conversion of the
+/// stored value on the host, depending on where the value came from).
+pub fn pushable(v: &Value, aff: Affinity) -> bool {
+    match aff {
+        Affinity::Integer | Affinity::Real | Affinity::Numeric => true,
+        Affinity::Text => matches!(v, Value::Text(_) | Value::Blob(_) | Value::Null),
+        Affinity::Blob => matches!(v, Value::Blob(_) | Value::Null),
+    }
+}
+
+fn sql_op(o: u8) -> &'static str {
+    match o {
+        op::EQ => "=",
+        op::GT => ">",
+        op::GE => ">=",
+        op::LT => "<",
+        op::LE => "<=",
+        op::NE => "<>",
+        op::IS => "IS",
+        op::ISNOT => "IS NOT",
+        op::LIKE => "LIKE",
+        op::GLOB => "GLOB",
+        _ => "=",
+    }
+}
+
+impl ShardedCursor {
+    pub fn new() -> Self {
+        ShardedCursor { sources: vec![], current: None, spec: vec![], key_cols: vec![], col_map: vec![], rowid_alias: None }
+    }
+
+    fn release(&mut self, t: &mut ShardedTable) {
+        for s in self.sources.drain(..) {
+            if let Ok(c) = t.conn(s.shard) {
+                c.give(&s.sql, s.stmt);
+            }
+        }
+        self.current = None;
+    }
+
+    fn read_key(stmt: &Statement, cols: &[usize]) -> Vec<Value> {
+        cols.iter().map(|&c| stmt.column_value(c)).collect()
+    }
+
+    fn pick(&mut self) {
+        self.current = pick_min(self.sources.iter().map(|s| s.key.as_slice()), &self.spec);
+    }
+}
+
+impl Default for ShardedCursor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VTabCursor for ShardedCursor {
+    type Table = ShardedTable;
+
+    fn filter(&mut self, t: &mut ShardedTable, _idx_num: i32, idx_str: Option<&str>, args: &[ValueRef<'_>]) -> Result<()> {
+        self.release(t);
+        let plan = Plan::decode(idx_str.unwrap_or("1;u=ffffffffffffffff"))?;
+        let cfg = t.cfg.clone();
+        let key_col = cfg.key_column as i32;
+        let key_coll = t.key_collation().to_string();
+        let mut conds: Vec<String> = Vec::new();
+        let mut binds: Vec<Value> = Vec::new();
+        let mut all_pushed = true;
+        let mut key_terms: Vec<KeyTerm> = Vec::new();
+        for term in &plan.terms {
+            let (col_sql, aff) = if term.column < 0 {
+                ("rowid".to_string(), Affinity::Integer)
+            } else {
+                let c = &cfg.columns[term.column as usize];
+                if c.is_rowid_alias {
+                    ("rowid".to_string(), Affinity::Integer)
+                } else {
+                    (quote_ident(&c.name), c.affinity)
+                }
+            };
+            let on_key = term.column == key_col && term.collation == key_coll;
+            let coll = if col_sql == "rowid" { String::new() } else { format!(" COLLATE {}", term.collation) };
+            match term.op {
+                op::ISNULL => {
+                    conds.push(format!("{col_sql} IS NULL"));
+                    if on_key {
+                        key_terms.push(KeyTerm::IsNull);
+                    }
+                }
+                op::ISNOTNULL => conds.push(format!("{col_sql} IS NOT NULL")),
+                _ => {
+                    let arg = args[term.argv as usize - 1];
+                    if term.is_in {
+                        let vals = arg.in_values()?;
+                        if vals.iter().all(|v| pushable(v, aff)) {
+                            let marks = vec!["?"; vals.len()].join(",");
+                            conds.push(format!("{col_sql}{coll} IN ({marks})"));
+                            binds.extend(vals.iter().cloned());
+                        } else {
+                            all_pushed = false;
+                        }
+                        if on_key {
+                            key_terms.push(KeyTerm::AnyOf(vals));
+                        }
+                        continue;
+                    }
+                    let v = arg.to_value();
+                    if term.op == op::LIKE || term.op == op::GLOB {
+                        conds.push(format!("{col_sql} {} ?", sql_op(term.op)));
+                        binds.push(v.clone());
+                    } else if pushable(&v, aff) {
+                        conds.push(format!("{col_sql} {} ?{coll}", sql_op(term.op)));
+                        binds.push(v.clone());
+                    } else {
+                        all_pushed = false;
+                    }
+                    if on_key {
+                        match (term.op, &v) {
+                            (op::IS, Value::Null) => key_terms.push(KeyTerm::IsNull),
+                            (op::EQ | op::IS, _) => key_terms.push(KeyTerm::AnyOf(vec![v])),
+                            (op::GT, _) => key_terms.push(KeyTerm::Gt(v)),
+                            (op::GE, _) => key_terms.push(KeyTerm::Ge(v)),
+                            (op::LT, _) => key_terms.push(KeyTerm::Lt(v)),
+                            (op::LE, _) => key_terms.push(KeyTerm::Le(v)),
+                            (op::LIKE, Value::Text(p)) => key_terms.push(KeyTerm::Like(p.clone())),
+                            (op::GLOB, Value::Text(p)) => key_terms.push(KeyTerm::Glob(p.clone())),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        let shards = t.prune(&key_terms)?;
+
+        // Select list: rowid first, then the columns SQLite will read.
+        let used = |i: usize| if i < 63 { plan.col_used & (1u64 << i) != 0 } else { plan.col_used & (1u64 << 63) != 0 };
+        let mut select = vec!["rowid".to_string()];
+        self.col_map = vec![None; cfg.columns.len()];
+        self.rowid_alias = cfg.rowid_alias();
+        for (i, c) in cfg.columns.iter().enumerate() {
+            if c.is_rowid_alias {
+                continue;
+            }
+            if used(i) || plan.order.iter().any(|o| o.column == i as i32) {
+                self.col_map[i] = Some(select.len());
+                select.push(quote_ident(&c.name));
+            }
+        }
+        // Merge key and ORDER BY.
+        self.spec.clear();
+        self.key_cols.clear();
+        let mut order_sql = Vec::new();
+        if plan.order.is_empty() {
+            self.spec.push(KeySpec { desc: false, collation: "BINARY".into() });
+            self.key_cols.push(0);
+            order_sql.push("rowid".to_string());
+        } else {
+            for o in &plan.order {
+                let (rc, expr) = if o.column < 0 || cfg.columns[o.column as usize].is_rowid_alias {
+                    (0, "rowid".to_string())
+                } else {
+                    let i = o.column as usize;
+                    (self.col_map[i].unwrap(), format!("{} COLLATE {}", quote_ident(&cfg.columns[i].name), o.collation))
+                };
+                self.key_cols.push(rc);
+                self.spec.push(KeySpec { desc: o.desc, collation: o.collation.clone() });
+                order_sql.push(format!("{expr}{}", if o.desc { " DESC" } else { "" }));
+            }
+            order_sql.push("rowid".to_string());
+        }
+        let mut sql = format!("SELECT {} FROM {SHARD_TABLE}", select.join(", "));
+        if !conds.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conds.join(" AND "));
+        }
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&order_sql.join(", "));
+        let mut limit: Option<i64> = None;
+        if let (Some(l), true) = (plan.limit_argv, all_pushed) {
+            let lv = args[l as usize - 1].as_i64();
+            let ov = plan.offset_argv.map(|f| args[f as usize - 1].as_i64().max(0)).unwrap_or(0);
+            if lv >= 0 {
+                limit = Some(lv.saturating_add(ov));
+                sql.push_str(" LIMIT ?");
+            }
+        }
+        explain::record(&t.name, &shards, t.shard_count(), &sql, !plan.order.is_empty(), limit);
+
+        for id in shards {
+            let c = t.conn(id)?;
+            let mut st = c.take(&sql)?;
+            let mut r = Ok(());
+            for (i, b) in binds.iter().enumerate() {
+                r = r.and_then(|_| st.bind(i + 1, b));
+            }
+            if let Some(l) = limit {
+                r = r.and_then(|_| st.bind_i64(binds.len() + 1, l));
+            }
+            let has = r.and_then(|_| st.step());
+            match has {
+                Ok(true) => {
+                    let key = Self::read_key(&st, &self.key_cols);
+                    self.sources.push(Source { shard: id, sql: sql.clone(), stmt: st, key });
+                }
+                Ok(false) => c.give(&sql, st),
+                Err(e) => {
+                    c.give(&sql, st);
+                    return Err(e);
+                }
+            }
+        }
+        self.pick();
+        Ok(())
+    }
+
+    fn next(&mut self, t: &mut ShardedTable) -> Result<()> {
+        let Some(i) = self.current else { return Ok(()) };
+        let more = self.sources[i].stmt.step();
+        match more {
+            Ok(true) => {
+                let key = Self::read_key(&self.sources[i].stmt, &self.key_cols);
+                self.sources[i].key = key;
+            }
+            Ok(false) => {
+                let s = self.sources.remove(i);
+                t.conn(s.shard)?.give(&s.sql, s.stmt);
+            }
+            Err(e) => return Err(e),
+        }
+        self.pick();
+        Ok(())
+    }
+
+    fn eof(&self) -> bool {
+        self.current.is_none()
+    }
+
+    fn column(&mut self, _t: &mut ShardedTable, ctx: &mut ColumnContext, i: usize) -> Result<()> {
+        let Some(cur) = self.current else {
+            ctx.set_null();
+            return Ok(());
+        };
+        let s = &self.sources[cur];
+        if Some(i) == self.rowid_alias {
+            ctx.set_i64(s.stmt.column_i64(0));
+        } else if let Some(Some(j)) = self.col_map.get(i) {
+            ctx.set_from_statement(&s.stmt, *j);
+        } else {
+            ctx.set_null();
+        }
+        Ok(())
+    }
+
+    fn rowid(&mut self, t: &mut ShardedTable) -> Result<i64> {
+        let Some(cur) = self.current else { return Ok(0) };
+        let s = &self.sources[cur];
+        let r = s.stmt.column_i64(0);
+        t.remember(r, s.shard);
+        Ok(r)
+    }
+
+    fn close(mut self, t: &mut ShardedTable) {
+        self.release(t);
+    }
+}

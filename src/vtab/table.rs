@@ -1,0 +1,817 @@
+//! The `sharded` virtual table: orchestration of config, catalog, routing and shard connections.
+//!
+//! Callback order (SQLite's): xCreate/xConnect → xBestIndex* → xOpen → xFilter → xNext/xColumn/
+//! xRowid … → xClose; writes: xBegin → xUpdate* (with xSavepoint/xRelease/xRollbackTo around
+//! statements and SAVEPOINTs) → xSync → xCommit | xRollback.
+//!
+//! Writes (`update`):
+//! - INSERT routes the key (after column affinity) to one shard. The rowid is the INTEGER PRIMARY
+//!   KEY / explicit rowid, else the next id of this connection's reserved block (blocks come from
+//!   the catalog's high-water mark, so ids never collide across connections or processes). An
+//!   explicit rowid is checked against every shard: rowids are unique table-wide.
+//! - UPDATE finds the row's shard (the shard the scan produced it from, else a rowid probe of each
+//!   shard), re-routes the new key, and either updates in place or *moves* the row: insert into
+//!   the new shard first, then delete from the old one, so a failure never loses the row. The
+//!   rowid is kept, as on a native table.
+//! - DELETE removes by rowid from the row's shard.
+//! - Conflict clauses: the statement's ON CONFLICT mode (sqlite3_vtab_on_conflict) becomes
+//!   `OR REPLACE` / `OR IGNORE` on the shard; ABORT, FAIL and ROLLBACK run as ABORT on the shard
+//!   and return SQLITE_CONSTRAINT, after which SQLite applies the mode to the statement using our
+//!   savepoint hooks (constraint support is declared with SQLITE_VTAB_CONSTRAINT_SUPPORT).
+//!
+//! Transactions: a shard joins the host's transaction on its first write (`BEGIN IMMEDIATE`) and
+//! opens the savepoints currently open on the host, so `ROLLBACK TO` undoes exactly the writes
+//! made after the savepoint on every shard. Commit commits each touched shard in shard order;
+//! without crash-atomicity (the commit protocol is a separate component), a crash between two
+//! shard commits can leave one committed: see README "Guarantees".
+//!
+//! Reads run on the same shard connections, so a transaction reads its own writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, quote_ident, Strategy, TableConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ffi::api::{HostDb, Statement, ValueRef};
+use crate::ffi::vtab::{IndexInfo, VTab};
+use crate::planner::{self, ConstraintIn};
+use crate::routing::hash::bucket_of;
+use crate::routing::prefix::{prefix_file_name, prefix_of, PrefixRule};
+use crate::routing::prune::{prefix_may_hold, routable_value, KeyTerm};
+use crate::routing::ShardId;
+use crate::shard::catalog::{Catalog, IndexEntry};
+use crate::shard::conn::{index_sql, ShardConn};
+use crate::shard::SHARD_TABLE;
+use crate::value::{apply_affinity, Affinity, Value};
+
+use super::cursor::ShardedCursor;
+use super::registry;
+
+/// Auto-assigned rowids are reserved from the catalog in blocks of this many.
+pub const ROWID_BLOCK: i64 = 1024;
+/// Bound on the rowid → shard memo kept from scans (cleared when exceeded).
+const ROWID_MEMO_MAX: usize = 1 << 20;
+
+// SQLite's ON CONFLICT modes (sqlite3.h).
+const ON_CONFLICT_IGNORE: i32 = 2;
+const ON_CONFLICT_REPLACE: i32 = 5;
+
+pub struct ShardedTable {
+    pub(crate) host: HostDb,
+    pub(crate) schema: String,
+    pub(crate) name: String,
+    pub(crate) cfg: TableConfig,
+    pub(crate) catalog: Catalog,
+    /// Whether `dir` was derived from the table name (then RENAME moves the folder).
+    default_dir: bool,
+    conns: BTreeMap<ShardId, ShardConn>,
+    in_txn: bool,
+    sp_depth: u32,
+    pub(crate) rowid_memo: HashMap<i64, ShardId>,
+    block: (i64, i64),
+    pub(crate) collations: Vec<String>,
+    prefix_rule: Option<PrefixRule>,
+    self_addr: usize,
+    sql_insert: [String; 3],
+    sql_update: [String; 3],
+    sql_delete: String,
+}
+
+fn mode_index(on_conflict: i32) -> usize {
+    match on_conflict {
+        ON_CONFLICT_REPLACE => 1,
+        ON_CONFLICT_IGNORE => 2,
+        _ => 0,
+    }
+}
+
+/// Resolves the shard directory: explicit `dir` (relative to the database file's folder) or the
+/// default `<db file stem>.<table>.shards` beside the database file.
+pub fn resolve_dir(host: HostDb, schema: &str, table: &str, dir: Option<&str>) -> Result<(PathBuf, bool)> {
+    let dbfile = host.filename(schema).filter(|f| !f.is_empty());
+    let base: Option<PathBuf> = dbfile.as_ref().map(|f| Path::new(f).parent().map(|p| p.to_path_buf()).unwrap_or_default());
+    match dir {
+        Some(d) => {
+            let p = Path::new(d);
+            if p.is_absolute() {
+                Ok((p.to_path_buf(), false))
+            } else {
+                match base {
+                    Some(b) => Ok((b.join(p), false)),
+                    None => Err(Error::config(format!(
+                        "sharded: database \"{schema}\" is in memory or temporary, so dir='{d}' has no folder to be \
+                         relative to; give an absolute dir"
+                    ))),
+                }
+            }
+        }
+        None => match dbfile {
+            Some(f) => {
+                let fp = Path::new(&f);
+                let stem = fp.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
+                Ok((base.unwrap_or_default().join(format!("{stem}.{table}.shards")), true))
+            }
+            None => Err(Error::config(format!(
+                "sharded: database \"{schema}\" is in memory or temporary; give the table a folder for its shards \
+                 with dir='/path/to/folder'"
+            ))),
+        },
+    }
+}
+
+impl ShardedTable {
+    fn make_sql(cfg: &TableConfig) -> ([String; 3], [String; 3], String) {
+        let cols: Vec<&config::ColumnDef> = cfg.columns.iter().filter(|c| !c.is_rowid_alias).collect();
+        let names: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
+        let marks: Vec<String> = (0..cols.len()).map(|i| format!("?{}", i + 2)).collect();
+        let mut insert: [String; 3] = Default::default();
+        let mut update: [String; 3] = Default::default();
+        for (i, m) in ["ABORT", "REPLACE", "IGNORE"].iter().enumerate() {
+            let mut col_list = String::from("rowid");
+            let mut val_list = String::from("?1");
+            for (n, q) in names.iter().zip(&marks) {
+                col_list.push_str(", ");
+                col_list.push_str(n);
+                val_list.push_str(", ");
+                val_list.push_str(q);
+            }
+            insert[i] = format!("INSERT OR {m} INTO {SHARD_TABLE}({col_list}) VALUES ({val_list})");
+            let mut sets = String::from("rowid = ?1");
+            for (n, q) in names.iter().zip(&marks) {
+                sets.push_str(&format!(", {n} = {q}"));
+            }
+            update[i] = format!("UPDATE OR {m} {SHARD_TABLE} SET {sets} WHERE rowid = ?{}", cols.len() + 2);
+        }
+        (insert, update, format!("DELETE FROM {SHARD_TABLE} WHERE rowid = ?1"))
+    }
+
+    pub fn key_affinity(&self) -> Affinity {
+        self.cfg.key().affinity
+    }
+
+    pub fn key_collation(&self) -> &str {
+        &self.collations[self.cfg.key_column]
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.catalog.shards.len()
+    }
+
+    /// Opens (lazily) the connection of shard `id`.
+    pub(crate) fn conn(&mut self, id: ShardId) -> Result<&mut ShardConn> {
+        if !self.conns.contains_key(&id) {
+            let entry = match self.catalog.shards.iter().find(|s| s.id == id) {
+                Some(e) => e.clone(),
+                None => {
+                    self.catalog.reload()?;
+                    self.catalog
+                        .shards
+                        .iter()
+                        .find(|s| s.id == id)
+                        .cloned()
+                        .ok_or_else(|| Error::shard(format!("sharded: shard {} is not in the catalog", id.0)))?
+                }
+            };
+            let c = ShardConn::open(id, &self.catalog.shard_path(&entry))?;
+            self.conns.insert(id, c);
+        }
+        Ok(self.conns.get_mut(&id).unwrap())
+    }
+
+    /// The connection of shard `id`, joined to the current write transaction.
+    fn write_conn(&mut self, id: ShardId) -> Result<&mut ShardConn> {
+        let depth = self.sp_depth;
+        let in_txn = self.in_txn;
+        let c = self.conn(id)?;
+        if in_txn {
+            c.ensure_txn(depth)?;
+        }
+        Ok(c)
+    }
+
+    /// All shard ids (reloading the catalog if another connection changed it).
+    pub(crate) fn all_shards(&mut self) -> Result<Vec<ShardId>> {
+        self.catalog.refresh()?;
+        Ok(self.catalog.shards.iter().map(|s| s.id).collect())
+    }
+
+    /// The shard a stored key value (affinity already applied) routes to. Creates prefix shards
+    /// on first use when `create` is set.
+    pub(crate) fn route_stored(&mut self, key: &Value, create: bool) -> Result<Option<ShardId>> {
+        let coll = self.key_collation().to_string();
+        match &self.cfg.strategy {
+            Strategy::Hash { buckets, .. } => {
+                let b = bucket_of(key, &coll, *buckets);
+                let sid = *self
+                    .catalog
+                    .buckets
+                    .get(b.0 as usize)
+                    .ok_or_else(|| Error::catalog(format!("sharded: bucket {} missing from the catalog", b.0)))?;
+                Ok(Some(sid))
+            }
+            Strategy::Prefix { .. } => {
+                let rule = self.prefix_rule.clone().unwrap();
+                let p = prefix_of(key, &rule, &coll);
+                let find = |cat: &Catalog| cat.shards.iter().find(|s| s.prefix.as_ref() == Some(&p)).map(|s| s.id);
+                if let Some(id) = find(&self.catalog) {
+                    return Ok(Some(id));
+                }
+                self.catalog.refresh()?;
+                if let Some(id) = find(&self.catalog) {
+                    return Ok(Some(id));
+                }
+                if !create {
+                    return Ok(None);
+                }
+                let file = prefix_file_name(p.as_deref());
+                // Create the file first, then register it: a crash in between leaves an orphan
+                // file that the next creation of this prefix reuses.
+                let path = self.catalog.dir.join(&file);
+                let schema = self.cfg.schema_body();
+                let indexes = self.catalog.indexes.clone();
+                drop(ShardConn::create(ShardId(u32::MAX), &path, &schema, &indexes)?);
+                let e = self.catalog.add_prefix_shard(p.as_deref(), &file)?;
+                Ok(Some(e.id))
+            }
+        }
+    }
+
+    /// Shards that may hold rows whose key satisfies all `terms` (None: all shards).
+    pub(crate) fn prune(&mut self, terms: &[KeyTerm]) -> Result<Vec<ShardId>> {
+        let aff = self.key_affinity();
+        let coll = self.key_collation().to_string();
+        let all = self.all_shards()?;
+        match &self.cfg.strategy {
+            Strategy::Hash { .. } => {
+                let mut set: Option<Vec<ShardId>> = None;
+                for t in terms {
+                    let vals: Vec<Value> = match t {
+                        KeyTerm::AnyOf(vs) => {
+                            let r: Option<Vec<Value>> = vs.iter().map(|v| routable_value(v, aff)).collect();
+                            match r {
+                                Some(v) => v.into_iter().filter(|v| !v.is_null()).collect(),
+                                None => continue,
+                            }
+                        }
+                        KeyTerm::IsNull => vec![Value::Null],
+                        _ => continue,
+                    };
+                    let mut ids = Vec::new();
+                    for v in vals {
+                        if let Some(id) = self.route_stored(&v, false)? {
+                            if !ids.contains(&id) {
+                                ids.push(id);
+                            }
+                        }
+                    }
+                    set = Some(match set {
+                        None => ids,
+                        Some(prev) => prev.into_iter().filter(|i| ids.contains(i)).collect(),
+                    });
+                }
+                let mut out = set.unwrap_or(all);
+                out.sort();
+                Ok(out)
+            }
+            Strategy::Prefix { .. } => {
+                let rule = self.prefix_rule.clone().unwrap();
+                let entries = self.catalog.shards.clone();
+                Ok(entries
+                    .iter()
+                    .filter(|e| {
+                        let p = e.prefix.clone().unwrap_or(None);
+                        terms.iter().all(|t| prefix_may_hold(p.as_deref(), t, &rule, aff, &coll))
+                    })
+                    .map(|e| e.id)
+                    .collect())
+            }
+        }
+    }
+
+    /// Which shard holds `rowid` now (memo from scans, verified; else a probe of every shard).
+    fn locate(&mut self, rowid: i64) -> Result<Option<ShardId>> {
+        if let Some(&id) = self.rowid_memo.get(&rowid) {
+            if self.conn(id)?.has_rowid(rowid)? {
+                return Ok(Some(id));
+            }
+        }
+        for id in self.all_shards()? {
+            if self.conn(id)?.has_rowid(rowid)? {
+                self.rowid_memo.insert(rowid, id);
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn remember(&mut self, rowid: i64, id: ShardId) {
+        if self.rowid_memo.len() >= ROWID_MEMO_MAX {
+            self.rowid_memo.clear();
+        }
+        self.rowid_memo.insert(rowid, id);
+    }
+
+    fn next_auto_rowid(&mut self) -> Result<i64> {
+        if self.catalog.refresh()? {
+            // Another connection changed the catalog (possibly after an explicit rowid inside
+            // our block): drop the block and reserve a fresh one above the new high-water mark.
+            self.block = (0, 0);
+        }
+        if self.block.0 >= self.block.1 {
+            self.block = self.catalog.reserve_rowids(1, ROWID_BLOCK)?;
+        }
+        if self.block.0 >= i64::MAX {
+            return Err(Error::sqlite(13, "database or disk is full (rowids exhausted)".into()));
+        }
+        let r = self.block.0;
+        self.block.0 += 1;
+        Ok(r)
+    }
+
+    /// Keeps auto-assigned rowids clear of an explicit rowid `r` just written.
+    fn note_explicit_rowid(&mut self, r: i64) -> Result<()> {
+        if r >= self.block.0 && r < self.block.1 {
+            self.block.0 = r.saturating_add(1);
+            return Ok(());
+        }
+        // Outside our block: raise the high-water mark above r (this also tells every other
+        // connection, through the catalog's data_version, to drop its block).
+        let min = r.saturating_add(1).max(1);
+        self.block = self.catalog.reserve_rowids(min, ROWID_BLOCK)?;
+        if r < self.block.0 && r >= 1 {
+            // r lies below the mark: only the notification was needed; keep the new block.
+        }
+        Ok(())
+    }
+
+    fn table_error(&self, e: Error) -> Error {
+        let from = format!("{SHARD_TABLE}.");
+        let to = format!("{}.", self.name);
+        let msg = e.message.replace(&from, &to);
+        if e.is_constraint() {
+            Error { kind: ErrorKind::Constraint, message: msg }
+        } else {
+            Error { kind: e.kind, message: msg }
+        }
+    }
+
+    fn rowid_conflict(&self) -> Error {
+        let col = self.cfg.rowid_alias().map(|i| self.cfg.columns[i].name.clone()).unwrap_or_else(|| "rowid".into());
+        Error::constraint(format!("UNIQUE constraint failed: {}.{col}", self.name))
+    }
+
+    fn insert_into(&mut self, id: ShardId, mode: usize, rowid: i64, args: &[ValueRef<'_>]) -> Result<bool> {
+        self.write_conn(id)?;
+        let cols = &self.cfg.columns;
+        let conn = self.conns.get_mut(&id).expect("opened by write_conn");
+        let changed = conn.run(&self.sql_insert[mode], |st| bind_row(cols, st, rowid, args).map(|_| ()))?;
+        Ok(changed > 0)
+    }
+
+    fn key_of_args(&self, args: &[ValueRef<'_>]) -> Value {
+        let v = args[2 + self.cfg.key_column].to_value();
+        apply_affinity(&v, self.key_affinity())
+    }
+
+    /// Resolves the rowid of an INSERT: explicit rowid argument, else INTEGER PRIMARY KEY value.
+    fn explicit_rowid(&self, args: &[ValueRef<'_>]) -> Result<Option<i64>> {
+        let mut v = args[1].to_value();
+        if v.is_null() {
+            if let Some(i) = self.cfg.rowid_alias() {
+                v = args[2 + i].to_value();
+            }
+        }
+        match apply_affinity(&v, Affinity::Integer) {
+            Value::Null => Ok(None),
+            Value::Integer(i) => Ok(Some(i)),
+            _ => Err(Error::mismatch()),
+        }
+    }
+
+    fn do_insert(&mut self, args: &[ValueRef<'_>], on_conflict: i32) -> Result<i64> {
+        let key = self.key_of_args(args);
+        let target = self.route_stored(&key, true)?.expect("route with create");
+        let mode = mode_index(on_conflict);
+        let rowid = match self.explicit_rowid(args)? {
+            Some(r) => {
+                // rowids are unique table-wide: check every other shard.
+                for id in self.all_shards()? {
+                    if id != target && self.conn(id)?.has_rowid(r)? {
+                        match on_conflict {
+                            ON_CONFLICT_REPLACE => {
+                                let sql = self.sql_delete.clone();
+                                self.write_conn(id)?.run(&sql, |st| st.bind_i64(1, r))?;
+                            }
+                            ON_CONFLICT_IGNORE => return Ok(r),
+                            _ => return Err(self.rowid_conflict()),
+                        }
+                    }
+                }
+                self.note_explicit_rowid(r)?;
+                r
+            }
+            None => self.next_auto_rowid()?,
+        };
+        let inserted = self.insert_into(target, mode, rowid, args).map_err(|e| self.table_error(e))?;
+        if inserted {
+            self.remember(rowid, target);
+        }
+        Ok(rowid)
+    }
+
+    fn do_delete(&mut self, rowid: i64) -> Result<()> {
+        if let Some(id) = self.locate(rowid)? {
+            let sql = self.sql_delete.clone();
+            self.write_conn(id)?.run(&sql, |st| st.bind_i64(1, rowid)).map_err(|e| self.table_error(e))?;
+            self.rowid_memo.remove(&rowid);
+        }
+        Ok(())
+    }
+
+    fn do_update(&mut self, old: i64, args: &[ValueRef<'_>], on_conflict: i32) -> Result<i64> {
+        let new = match self.explicit_rowid(args)? {
+            Some(r) => r,
+            None => return Err(Error::mismatch()),
+        };
+        let Some(source) = self.locate(old)? else {
+            // The row vanished (deleted by an earlier row of this statement): nothing to do.
+            return Ok(new);
+        };
+        let key = self.key_of_args(args);
+        let target = self.route_stored(&key, true)?.expect("route with create");
+        let mode = mode_index(on_conflict);
+        if new != old {
+            for id in self.all_shards()? {
+                if id != source && id != target && self.conn(id)?.has_rowid(new)? {
+                    match on_conflict {
+                        ON_CONFLICT_REPLACE => {
+                            let sql = self.sql_delete.clone();
+                            self.write_conn(id)?.run(&sql, |st| st.bind_i64(1, new))?;
+                        }
+                        ON_CONFLICT_IGNORE => return Ok(old),
+                        _ => return Err(self.rowid_conflict()),
+                    }
+                }
+            }
+            if source != target && self.conn(target)?.has_rowid(new)? {
+                match on_conflict {
+                    ON_CONFLICT_REPLACE => {}
+                    ON_CONFLICT_IGNORE => return Ok(old),
+                    _ => return Err(self.rowid_conflict()),
+                }
+            }
+        }
+        if source == target {
+            self.write_conn(source)?;
+            let cols = &self.cfg.columns;
+            let conn = self.conns.get_mut(&source).expect("opened by write_conn");
+            let r = conn.run(&self.sql_update[mode], |st| {
+                let n = bind_row(cols, st, new, args)?;
+                st.bind_i64(n, old)
+            });
+            r.map_err(|e| self.table_error(e))?;
+        } else {
+            // Move: insert into the new shard first, then delete from the old one.
+            let inserted = self.insert_into(target, mode, new, args).map_err(|e| self.table_error(e))?;
+            if !inserted {
+                return Ok(old); // OR IGNORE: the row stays where it was
+            }
+            let sql = self.sql_delete.clone();
+            let r = self.write_conn(source)?.run(&sql, |st| st.bind_i64(1, old));
+            if let Err(e) = r {
+                // undo the insert so the row is not duplicated
+                let _ = self.write_conn(target)?.run(&sql, |st| st.bind_i64(1, new));
+                return Err(self.table_error(e));
+            }
+        }
+        self.rowid_memo.remove(&old);
+        self.remember(new, target);
+        if new != old {
+            self.note_explicit_rowid(new)?;
+        }
+        Ok(new)
+    }
+
+    /// CREATE INDEX on every shard, recorded in the catalog for shards created later.
+    pub fn create_index(&mut self, name: &str, definition: &str, unique: bool) -> Result<()> {
+        if name.is_empty() || definition.trim().is_empty() {
+            return Err(Error::config("shardvt_create_index: name and definition must not be empty"));
+        }
+        self.catalog.refresh()?;
+        if self.catalog.indexes.iter().any(|i| i.name.eq_ignore_ascii_case(name)) {
+            return Err(Error::config(format!("index {name} already exists")));
+        }
+        let e = IndexEntry { name: name.to_string(), definition: definition.to_string(), unique };
+        let sql = index_sql(&e).replacen(" IF NOT EXISTS", "", 1);
+        let ids = self.all_shards()?;
+        let mut done = Vec::new();
+        for id in ids {
+            let r = self.conn(id)?.conn.exec(&sql);
+            if let Err(err) = r {
+                for d in done {
+                    let _ = self.conn(d)?.conn.exec(&format!("DROP INDEX IF EXISTS {}", quote_ident(name)));
+                }
+                return Err(self.table_error(err).context(&format!("shardvt_create_index({name})")));
+            }
+            done.push(id);
+        }
+        self.catalog.add_index(&e)
+    }
+
+    pub fn drop_index(&mut self, name: &str) -> Result<()> {
+        self.catalog.refresh()?;
+        let Some(e) = self.catalog.indexes.iter().find(|i| i.name.eq_ignore_ascii_case(name)).cloned() else {
+            return Err(Error::config(format!("no such index: {name}")));
+        };
+        for id in self.all_shards()? {
+            self.conn(id)?.conn.exec(&format!("DROP INDEX IF EXISTS {}", quote_ident(&e.name)))?;
+        }
+        self.catalog.drop_index(&e.name)
+    }
+
+    /// Row count of one shard.
+    pub fn shard_rows(&mut self, id: ShardId) -> Result<i64> {
+        let sql = format!("SELECT count(*) FROM {SHARD_TABLE}");
+        let c = self.conn(id)?;
+        let mut st = c.take(&sql)?;
+        let r = st.step().map(|_| st.column_i64(0));
+        c.give(&sql, st);
+        r
+    }
+
+    /// The shard a key value would route to (applying the key column's affinity).
+    pub fn route_value(&mut self, v: &Value) -> Result<Option<ShardId>> {
+        let key = apply_affinity(v, self.key_affinity());
+        self.route_stored(&key, false)
+    }
+}
+
+/// Binds rowid and the non-alias columns of `args[2..]` for the insert/update templates;
+/// returns the next free parameter number.
+fn bind_row(cols: &[config::ColumnDef], st: &mut Statement, rowid: i64, args: &[ValueRef<'_>]) -> Result<usize> {
+    st.bind_i64(1, rowid)?;
+    let mut n = 2;
+    for (i, c) in cols.iter().enumerate() {
+        if c.is_rowid_alias {
+            continue;
+        }
+        st.bind_ref(n, args[2 + i])?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+impl VTab for ShardedTable {
+    type Cursor = ShardedCursor;
+
+    fn connect(db: HostDb, argv: &[String], create: bool) -> Result<(Self, String)> {
+        if argv.len() < 3 {
+            return Err(Error::misuse("sharded: malformed module arguments"));
+        }
+        let schema = argv[1].clone();
+        let name = argv[2].clone();
+        let args: Vec<&str> = argv[3..].iter().map(|s| s.as_str()).collect();
+        let cfg = config::parse(&args)?;
+        let (dir, default_dir) = resolve_dir(db, &schema, &name, cfg.dir.as_deref())?;
+        let catalog = if create {
+            let cat = Catalog::create(&dir, &name, &cfg)?;
+            for e in &cat.shards {
+                ShardConn::create(e.id, &cat.shard_path(e), &cfg.schema_body(), &[])
+                    .map_err(|e| e.context("sharded: CREATE VIRTUAL TABLE"))?;
+            }
+            cat
+        } else {
+            Catalog::open(&dir, &name, &cfg)?
+        };
+        let declared = format!("CREATE TABLE x({})", cfg.schema_body());
+        let collations = cfg.columns.iter().map(|c| c.collation.clone()).collect();
+        let prefix_rule = match &cfg.strategy {
+            Strategy::Prefix { sep, depth, len } => Some(PrefixRule { sep: sep.clone(), depth: *depth, len: *len }),
+            _ => None,
+        };
+        let (sql_insert, sql_update, sql_delete) = Self::make_sql(&cfg);
+        let t = ShardedTable {
+            host: db,
+            schema,
+            name,
+            cfg,
+            catalog,
+            default_dir,
+            conns: BTreeMap::new(),
+            in_txn: false,
+            sp_depth: 0,
+            rowid_memo: HashMap::new(),
+            block: (0, 0),
+            collations,
+            prefix_rule,
+            self_addr: 0,
+            sql_insert,
+            sql_update,
+            sql_delete,
+        };
+        Ok((t, declared))
+    }
+
+    fn wants_constraint_support() -> bool {
+        true
+    }
+
+    fn set_host_ptr(&mut self, addr: usize) {
+        self.self_addr = addr;
+        registry::register(self.host, &self.schema, &self.name, addr);
+    }
+
+    fn best_index(&mut self, info: &mut IndexInfo<'_>) -> Result<()> {
+        let cons: Vec<ConstraintIn> = info
+            .constraints()
+            .into_iter()
+            .map(|c| ConstraintIn {
+                column: c.column,
+                op: c.op,
+                usable: c.usable,
+                collation: c.collation,
+                can_handle_in: c.can_handle_in,
+            })
+            .collect();
+        let choice = planner::best_index(
+            &cons,
+            &info.order_by(),
+            info.col_used(),
+            &self.collations,
+            self.cfg.key_column,
+            self.catalog.shards.len(),
+        );
+        for (i, a) in &choice.argv {
+            info.set_argv_index(*i, *a as i32, false);
+        }
+        for i in &choice.handle_in {
+            info.handle_in(*i);
+        }
+        info.set_idx_str(&choice.plan.encode());
+        info.set_order_by_consumed(choice.order_consumed);
+        info.set_estimated_cost(choice.cost);
+        info.set_estimated_rows(choice.rows);
+        Ok(())
+    }
+
+    fn open(&mut self) -> Result<ShardedCursor> {
+        Ok(ShardedCursor::new())
+    }
+
+    fn destroy(&mut self) -> Result<()> {
+        registry::unregister(self.host, &self.schema, &self.name);
+        self.conns.clear();
+        let dir = self.catalog.dir.clone();
+        let files: Vec<String> = self.catalog.shards.iter().map(|s| s.file.clone()).collect();
+        let mut names: Vec<String> = Vec::new();
+        for f in files.iter().chain(std::iter::once(&crate::shard::catalog::CATALOG_FILE.to_string())) {
+            names.push(f.clone());
+            names.push(format!("{f}-wal"));
+            names.push(format!("{f}-shm"));
+        }
+        for n in names {
+            let p = dir.join(&n);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| {
+                    Error::sqlite(10, format!("sharded: DROP TABLE could not remove {}: {e}", p.display()))
+                })?;
+            }
+        }
+        // Orphan prefix files (created but never registered) and the folder itself, if empty.
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("p-") && (n.ends_with(".db") || n.ends_with(".db-wal") || n.ends_with(".db-shm")) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+        Ok(())
+    }
+
+    fn update(&mut self, args: &[ValueRef<'_>]) -> Result<i64> {
+        if !self.in_txn {
+            // SQLite always calls xBegin first; be safe if a host does not.
+            self.begin()?;
+        }
+        let on_conflict = self.host.vtab_on_conflict();
+        if args.len() == 1 {
+            let rowid = args[0].as_i64();
+            self.do_delete(rowid)?;
+            return Ok(rowid);
+        }
+        if args[0].is_null() {
+            return self.do_insert(args, on_conflict);
+        }
+        let old = args[0].as_i64();
+        self.do_update(old, args, on_conflict)
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        self.in_txn = true;
+        self.sp_depth = 0;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let mut first_err = None;
+        for c in self.conns.values_mut() {
+            if let Err(e) = c.commit() {
+                first_err.get_or_insert(e);
+            }
+        }
+        self.in_txn = false;
+        self.sp_depth = 0;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        let mut first_err = None;
+        for c in self.conns.values_mut() {
+            if let Err(e) = c.rollback() {
+                first_err.get_or_insert(e);
+            }
+        }
+        self.in_txn = false;
+        self.sp_depth = 0;
+        self.rowid_memo.clear();
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn savepoint(&mut self, n: i32) -> Result<()> {
+        let depth = n as u32 + 1;
+        self.sp_depth = depth;
+        for c in self.conns.values_mut() {
+            c.open_savepoints(depth)?;
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, n: i32) -> Result<()> {
+        let n = n as u32;
+        for c in self.conns.values_mut() {
+            c.release(n)?;
+        }
+        self.sp_depth = self.sp_depth.min(n);
+        Ok(())
+    }
+
+    fn rollback_to(&mut self, n: i32) -> Result<()> {
+        let n = n as u32;
+        for c in self.conns.values_mut() {
+            c.rollback_to(n)?;
+        }
+        self.sp_depth = n + 1;
+        self.rowid_memo.clear();
+        Ok(())
+    }
+
+    fn rename(&mut self, new_name: &str) -> Result<()> {
+        if self.in_txn && self.conns.values().any(|c| c.txn_levels.is_some()) {
+            return Err(Error::config("sharded: commit pending writes before ALTER TABLE ... RENAME"));
+        }
+        if self.default_dir {
+            let (new_dir, _) = resolve_dir(self.host, &self.schema, new_name, None)?;
+            if new_dir.exists() {
+                return Err(Error::config(format!(
+                    "sharded: cannot rename: {} already exists",
+                    new_dir.display()
+                )));
+            }
+            self.catalog.set_table_name(new_name)?;
+            self.conns.clear();
+            let old_dir = self.catalog.dir.clone();
+            let cfg = self.cfg.clone();
+            // Close the catalog before moving its folder, then reopen it at the new place.
+            let placeholder = std::mem::replace(&mut self.catalog, Catalog::open(&old_dir, new_name, &cfg)?);
+            drop(placeholder);
+            std::fs::rename(&old_dir, &new_dir).map_err(|e| {
+                Error::config(format!("sharded: cannot move {} to {}: {e}", old_dir.display(), new_dir.display()))
+            })?;
+            self.catalog = Catalog::open(&new_dir, new_name, &cfg)?;
+        } else {
+            self.catalog.set_table_name(new_name)?;
+        }
+        registry::unregister(self.host, &self.schema, &self.name);
+        self.name = new_name.to_string();
+        registry::register(self.host, &self.schema, &self.name, self.self_addr);
+        Ok(())
+    }
+}
+
+impl Drop for ShardedTable {
+    fn drop(&mut self) {
+        registry::unregister_addr(self.self_addr);
+    }
+}
