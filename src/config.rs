@@ -146,6 +146,50 @@ pub fn tokens(s: &str) -> Vec<String> {
     out
 }
 
+/// The column list of `sql` when it is an `INSERT`/`REPLACE` into `table`:
+/// None — not such a statement; Some(None) — no column list (every column supplied);
+/// Some(Some(names)) — only these columns supplied (the others take their DEFAULT).
+pub fn insert_columns(sql: &str, table: &str) -> Option<Option<Vec<String>>> {
+    let toks = tokens(sql);
+    let up: Vec<String> = toks.iter().map(|t| t.to_ascii_uppercase()).collect();
+    let first = up.iter().position(|t| t == "INSERT" || t == "REPLACE")?;
+    if up[..first].iter().any(|t| t != "WITH") && first > 0 && up[0] != "WITH" {
+        return None;
+    }
+    let into = first + up[first..].iter().position(|t| t == "INTO")?;
+    let name_tok = toks.get(into + 1)?;
+    // schema.table may come as one token ("main.t") or quoted pieces
+    let name = name_tok.rsplit('.').next().unwrap_or(name_tok);
+    let mut next = into + 2;
+    let name = if name_tok.ends_with('.') || toks.get(next).map(|t| t.starts_with('.')).unwrap_or(false) {
+        // "main" . "t" split by the tokenizer
+        let t = toks.get(next)?.trim_start_matches('.');
+        next += 1;
+        if t.is_empty() {
+            next += 1;
+            toks.get(next - 1)?.clone()
+        } else {
+            t.to_string()
+        }
+    } else {
+        name.to_string()
+    };
+    if !unquote(&name).eq_ignore_ascii_case(table) {
+        return None;
+    }
+    if up.get(next).map(|t| t == "AS").unwrap_or(false) {
+        next += 2;
+    }
+    match toks.get(next) {
+        Some(t) if t.starts_with('(') => {
+            let inner = &t[1..t.len() - 1];
+            Some(Some(inner.split(',').map(|c| unquote(c.trim())).collect()))
+        }
+        Some(t) if t.eq_ignore_ascii_case("DEFAULT") => Some(Some(vec![])),
+        _ => Some(None),
+    }
+}
+
 /// Removes SQL quoting from an identifier or string token.
 pub fn unquote(t: &str) -> String {
     let t = t.trim();
@@ -440,6 +484,17 @@ mod tests {
         assert!(p(&["a", "shard_key=a", "buckets=2", "shards=4"]).is_err());
         assert!(p(&["a", "a", "shard_key=a"]).unwrap_err().message.contains("duplicate column"));
         assert!(p(&["a", "shard_key=a", "dir="]).is_err());
+    }
+
+    #[test]
+    fn insert_column_lists() {
+        assert_eq!(insert_columns("INSERT INTO t(a, \"b\") VALUES (1,2)", "t"), Some(Some(vec!["a".into(), "b".into()])));
+        assert_eq!(insert_columns("insert or replace into main.t (a) select 1", "T"), Some(Some(vec!["a".into()])));
+        assert_eq!(insert_columns("INSERT INTO t VALUES (1,2)", "t"), Some(None));
+        assert_eq!(insert_columns("INSERT INTO t DEFAULT VALUES", "t"), Some(Some(vec![])));
+        assert_eq!(insert_columns("REPLACE INTO t AS x(a) VALUES (1)", "t"), Some(Some(vec!["a".into()])));
+        assert_eq!(insert_columns("INSERT INTO u(a) VALUES (1)", "t"), None);
+        assert_eq!(insert_columns("UPDATE t SET a=1", "t"), None);
     }
 
     #[test]

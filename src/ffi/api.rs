@@ -268,6 +268,23 @@ impl HostDb {
         // SAFETY: live connection.
         unsafe { cstr_to_string(call!(errmsg(self.raw()))) }
     }
+    /// SQL text of the statements of this connection that are running now and may write
+    /// (sqlite3_next_stmt + sqlite3_stmt_busy + !sqlite3_stmt_readonly).
+    pub fn running_write_sql(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        // SAFETY: iterating the connection's statement list from its own thread, inside a
+        // callback of one of them; we only read their SQL text.
+        unsafe {
+            let mut p = call!(next_stmt(self.raw(), ptr::null_mut()));
+            while !p.is_null() {
+                if call!(stmt_busy(p)) != 0 && call!(stmt_readonly(p)) == 0 {
+                    out.push(cstr_to_string(call!(sql(p))));
+                }
+                p = call!(next_stmt(self.raw(), p));
+            }
+        }
+        out
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

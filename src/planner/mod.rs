@@ -196,6 +196,11 @@ pub fn best_index(
     }
     if !order_consumed {
         plan.order.clear();
+        if !order_by.is_empty() {
+            // SQLite will sort our rows afterwards: a per-shard LIMIT would cut the wrong rows.
+            plan.limit_argv = None;
+            plan.offset_argv = None;
+        }
     }
     let shards_f = shards.max(1) as f64;
     let (cost, rows) = if rowid_eq {
@@ -332,6 +337,8 @@ mod tests {
         let ch2 = best_index(&[], &[(1, true)], 3, &cl, 0, 4);
         assert!(!ch2.order_consumed);
         assert!(ch2.plan.order.is_empty());
+        let ch3 = best_index(&[c(-1, op::LIMIT)], &[(1, true)], 3, &cl, 0, 4);
+        assert_eq!(ch3.plan.limit_argv, None, "no LIMIT push-down under an unconsumed ORDER BY");
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct ShardedTable {
     sql_insert: [String; 3],
     sql_update: [String; 3],
     sql_delete: String,
+    sql_insert_subset: HashMap<(usize, Vec<bool>), String>,
+    has_defaults: bool,
 }
 
 fn mode_index(on_conflict: i32) -> usize {
@@ -360,12 +362,57 @@ impl ShardedTable {
         Error::constraint(format!("UNIQUE constraint failed: {}.{col}", self.name))
     }
 
-    fn insert_into(&mut self, id: ShardId, mode: usize, rowid: i64, args: &[ValueRef<'_>]) -> Result<bool> {
+    fn insert_into(&mut self, id: ShardId, mode: usize, rowid: i64, args: &[ValueRef<'_>], mask: Option<&[bool]>) -> Result<bool> {
         self.write_conn(id)?;
+        let sql = match mask {
+            None => self.sql_insert[mode].clone(),
+            Some(m) => self.insert_sql_for(mode, m),
+        };
         let cols = &self.cfg.columns;
         let conn = self.conns.get_mut(&id).expect("opened by write_conn");
-        let changed = conn.run(&self.sql_insert[mode], |st| bind_row(cols, st, rowid, args).map(|_| ()))?;
+        let changed = conn.run(&sql, |st| bind_row(cols, mask, st, rowid, args).map(|_| ()))?;
         Ok(changed > 0)
+    }
+
+    /// INSERT text naming only the supplied columns, so the shard applies the others' DEFAULTs.
+    fn insert_sql_for(&mut self, mode: usize, mask: &[bool]) -> String {
+        let key = (mode, mask.to_vec());
+        if let Some(s) = self.sql_insert_subset.get(&key) {
+            return s.clone();
+        }
+        let mut cols = String::from("rowid");
+        let mut vals = String::from("?1");
+        let mut n = 2;
+        for (i, c) in self.cfg.columns.iter().enumerate() {
+            if c.is_rowid_alias || !mask[i] {
+                continue;
+            }
+            cols.push_str(&format!(", {}", quote_ident(&c.name)));
+            vals.push_str(&format!(", ?{n}"));
+            n += 1;
+        }
+        let m = ["ABORT", "REPLACE", "IGNORE"][mode];
+        let sql = format!("INSERT OR {m} INTO {SHARD_TABLE}({cols}) VALUES ({vals})");
+        self.sql_insert_subset.insert(key, sql.clone());
+        sql
+    }
+
+    /// Which columns the running INSERT names (None: all). Only tables with DEFAULTs ask: a
+    /// virtual table receives NULL for an omitted column, so the statement text tells us which
+    /// columns were omitted and must take their DEFAULT.
+    fn supplied_columns(&self) -> Option<Vec<bool>> {
+        if !self.has_defaults {
+            return None;
+        }
+        for sql in self.host.running_write_sql() {
+            if let Some(r) = config::insert_columns(&sql, &self.name) {
+                let list = r?;
+                return Some(
+                    self.cfg.columns.iter().map(|c| list.iter().any(|n| n.eq_ignore_ascii_case(&c.name))).collect(),
+                );
+            }
+        }
+        None
     }
 
     fn key_of_args(&self, args: &[ValueRef<'_>]) -> Value {
@@ -412,7 +459,8 @@ impl ShardedTable {
             }
             None => self.next_auto_rowid()?,
         };
-        let inserted = self.insert_into(target, mode, rowid, args).map_err(|e| self.table_error(e))?;
+        let mask = self.supplied_columns();
+        let inserted = self.insert_into(target, mode, rowid, args, mask.as_deref()).map_err(|e| self.table_error(e))?;
         if inserted {
             self.remember(rowid, target);
         }
@@ -429,10 +477,18 @@ impl ShardedTable {
     }
 
     fn do_update(&mut self, old: i64, args: &[ValueRef<'_>], on_conflict: i32) -> Result<i64> {
-        let new = match self.explicit_rowid(args)? {
-            Some(r) => r,
-            None => return Err(Error::mismatch()),
+        // SQLite hands a virtual table its INTEGER PRIMARY KEY as an ordinary column: the new
+        // rowid is the rowid argument when SET rowid changed it, else the alias column's value.
+        let as_rowid = |v: Value| match apply_affinity(&v, Affinity::Integer) {
+            Value::Integer(i) => Ok(i),
+            _ => Err(Error::mismatch()),
         };
+        let mut new = as_rowid(args[1].to_value())?;
+        if new == old {
+            if let Some(i) = self.cfg.rowid_alias() {
+                new = as_rowid(args[2 + i].to_value())?;
+            }
+        }
         let Some(source) = self.locate(old)? else {
             // The row vanished (deleted by an earlier row of this statement): nothing to do.
             return Ok(new);
@@ -466,13 +522,13 @@ impl ShardedTable {
             let cols = &self.cfg.columns;
             let conn = self.conns.get_mut(&source).expect("opened by write_conn");
             let r = conn.run(&self.sql_update[mode], |st| {
-                let n = bind_row(cols, st, new, args)?;
+                let n = bind_row(cols, None, st, new, args)?;
                 st.bind_i64(n, old)
             });
             r.map_err(|e| self.table_error(e))?;
         } else {
             // Move: insert into the new shard first, then delete from the old one.
-            let inserted = self.insert_into(target, mode, new, args).map_err(|e| self.table_error(e))?;
+            let inserted = self.insert_into(target, mode, new, args, None).map_err(|e| self.table_error(e))?;
             if !inserted {
                 return Ok(old); // OR IGNORE: the row stays where it was
             }
@@ -548,11 +604,11 @@ impl ShardedTable {
 
 /// Binds rowid and the non-alias columns of `args[2..]` for the insert/update templates;
 /// returns the next free parameter number.
-fn bind_row(cols: &[config::ColumnDef], st: &mut Statement, rowid: i64, args: &[ValueRef<'_>]) -> Result<usize> {
+fn bind_row(cols: &[config::ColumnDef], mask: Option<&[bool]>, st: &mut Statement, rowid: i64, args: &[ValueRef<'_>]) -> Result<usize> {
     st.bind_i64(1, rowid)?;
     let mut n = 2;
     for (i, c) in cols.iter().enumerate() {
-        if c.is_rowid_alias {
+        if c.is_rowid_alias || mask.map(|m| !m[i]).unwrap_or(false) {
             continue;
         }
         st.bind_ref(n, args[2 + i])?;
@@ -590,6 +646,10 @@ impl VTab for ShardedTable {
             _ => None,
         };
         let (sql_insert, sql_update, sql_delete) = Self::make_sql(&cfg);
+        let has_defaults = cfg
+            .columns
+            .iter()
+            .any(|c| config::tokens(&c.definition).iter().any(|t| t.eq_ignore_ascii_case("DEFAULT")));
         let t = ShardedTable {
             host: db,
             schema,
@@ -608,6 +668,8 @@ impl VTab for ShardedTable {
             sql_insert,
             sql_update,
             sql_delete,
+            sql_insert_subset: HashMap::new(),
+            has_defaults,
         };
         Ok((t, declared))
     }
