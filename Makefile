@@ -42,7 +42,7 @@ test: check-so unit golden slt conformance python
 
 demo: $(EXT)
 	@rm -rf build/demo && mkdir -p build/demo
-	cd build/demo && $(SQLITE3) demo.db < ../../examples/quickstart.sql
+	$(SQLITE3) -bail build/demo/demo.db < examples/quickstart.sql
 
 clean:
 	$(CARGO) clean
