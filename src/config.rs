@@ -79,6 +79,87 @@ impl TableConfig {
     }
 }
 
+/// A set of columns that must be unique together (UNIQUE / PRIMARY KEY / unique index).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UniqueGroup {
+    pub columns: Vec<usize>,
+}
+
+/// Column indexes of a plain column list `a, b COLLATE x DESC` (None when any part is an
+/// expression or names a collation other than the column's own).
+pub fn plain_column_list(list: &str, columns: &[ColumnDef]) -> Option<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        let toks = tokens(part);
+        let name = unquote(toks.first()?);
+        let idx = columns.iter().position(|c| c.name.eq_ignore_ascii_case(&name))?;
+        let mut i = 1;
+        while i < toks.len() {
+            match toks[i].to_ascii_uppercase().as_str() {
+                "ASC" | "DESC" => i += 1,
+                "COLLATE" => {
+                    let c = unquote(toks.get(i + 1)?).to_ascii_uppercase();
+                    if c != columns[idx].collation {
+                        return None;
+                    }
+                    i += 2;
+                }
+                _ => return None,
+            }
+        }
+        out.push(idx);
+    }
+    Some(out)
+}
+
+/// Uniqueness rules that a single shard cannot enforce alone: every UNIQUE/PRIMARY KEY column,
+/// table constraint or unique index (plain columns only) that does not include the shard key.
+/// (A group that includes the key is enforced by the shard: equal keys share a shard.)
+pub fn cross_shard_unique_groups(cfg: &TableConfig, unique_index_defs: &[String]) -> Vec<UniqueGroup> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, c) in cfg.columns.iter().enumerate() {
+        if c.is_rowid_alias {
+            continue; // rowids are checked table-wide separately
+        }
+        let up: Vec<String> = tokens(&c.definition).iter().map(|t| t.to_ascii_uppercase()).collect();
+        let pk = up.windows(2).any(|w| w[0] == "PRIMARY" && w[1] == "KEY");
+        if pk || up.iter().skip(1).any(|t| t == "UNIQUE") {
+            groups.push(vec![i]);
+        }
+    }
+    for tc in &cfg.table_constraints {
+        let toks = tokens(tc);
+        let up: Vec<String> = toks.iter().map(|t| t.to_ascii_uppercase()).collect();
+        let start = if let Some(p) = up.iter().position(|t| t == "UNIQUE") {
+            p + 1
+        } else if let Some(p) = up.iter().position(|t| t == "PRIMARY") {
+            p + 2
+        } else {
+            continue;
+        };
+        if let Some(list) = toks.get(start).filter(|t| t.starts_with('(')) {
+            if let Some(cols) = plain_column_list(&list[1..list.len() - 1], &cfg.columns) {
+                if !(cols.len() == 1 && cfg.columns[cols[0]].is_rowid_alias) {
+                    groups.push(cols);
+                }
+            }
+        }
+    }
+    for d in unique_index_defs {
+        if let Some(cols) = plain_column_list(d, &cfg.columns) {
+            groups.push(cols);
+        }
+    }
+    let mut out: Vec<UniqueGroup> = Vec::new();
+    for g in groups {
+        if g.contains(&cfg.key_column) || out.iter().any(|o| o.columns == g) {
+            continue;
+        }
+        out.push(UniqueGroup { columns: g });
+    }
+    out
+}
+
 /// Splits `s` into SQL tokens: quoted identifiers/strings stay whole, parentheses groups are
 /// kept as one token with their contents.
 pub fn tokens(s: &str) -> Vec<String> {
@@ -484,6 +565,15 @@ mod tests {
         assert!(p(&["a", "shard_key=a", "buckets=2", "shards=4"]).is_err());
         assert!(p(&["a", "a", "shard_key=a"]).unwrap_err().message.contains("duplicate column"));
         assert!(p(&["a", "shard_key=a", "dir="]).is_err());
+    }
+
+    #[test]
+    fn unique_groups() {
+        let c = p(&["id INTEGER PRIMARY KEY", "k TEXT", "email TEXT UNIQUE", "a", "b", "UNIQUE(a, b)", "UNIQUE(k, a)", "shard_key=k"]).unwrap();
+        let g = cross_shard_unique_groups(&c, &["b COLLATE BINARY DESC".into(), "lower(a)".into(), "k".into()]);
+        let cols: Vec<Vec<usize>> = g.into_iter().map(|g| g.columns).collect();
+        assert_eq!(cols, vec![vec![2], vec![3, 4], vec![4]]);
+        assert_eq!(plain_column_list("a COLLATE NOCASE", &c.columns), None);
     }
 
     #[test]

@@ -20,7 +20,6 @@ pub mod codes {
     pub const CONSTRAINT: i32 = 19;
     pub const MISMATCH: i32 = 20;
     pub const MISUSE: i32 = 21;
-    pub const CONSTRAINT_PRIMARYKEY: i32 = CONSTRAINT | (6 << 8);
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +60,11 @@ impl Error {
     pub fn constraint(msg: impl Into<String>) -> Self {
         Error { kind: ErrorKind::Constraint, message: msg.into() }
     }
+    /// A row skipped under ON CONFLICT IGNORE: SQLite turns SQLITE_CONSTRAINT into "skip this
+    /// row" (not counted in changes(), no last_insert_rowid) when the mode is IGNORE.
+    pub fn ignored() -> Self {
+        Error { kind: ErrorKind::Constraint, message: String::new() }
+    }
     pub fn mismatch() -> Self {
         Error { kind: ErrorKind::Mismatch, message: "datatype mismatch".into() }
     }
@@ -87,7 +91,8 @@ impl Error {
         match self.kind {
             ErrorKind::Config => codes::ERROR,
             ErrorKind::Sqlite(c) => c,
-            ErrorKind::Constraint => codes::CONSTRAINT_PRIMARYKEY,
+            // primary code: SQLite applies ON CONFLICT to a vtab only for exactly SQLITE_CONSTRAINT
+            ErrorKind::Constraint => codes::CONSTRAINT,
             ErrorKind::Mismatch => codes::MISMATCH,
             ErrorKind::Catalog => codes::ERROR,
             ErrorKind::Shard => codes::CANTOPEN,

@@ -29,5 +29,6 @@ pub mod merge;
 pub mod planner;
 pub mod routing;
 pub mod shard;
+pub mod txn;
 pub mod value;
 pub mod vtab;

@@ -340,6 +340,16 @@ impl Catalog {
         })
     }
 
+    /// Gives back the unused tail [next, end) of a reserved block when it is still the top.
+    pub fn return_rowids(&mut self, next: i64, end: i64) -> Result<()> {
+        self.in_write_txn(|c| {
+            let mut st = c.prepare("UPDATE meta SET value = ?1 WHERE key = 'next_rowid' AND value = ?2")?;
+            st.bind_i64(1, next)?;
+            st.bind_i64(2, end)?;
+            st.step().map(|_| ())
+        })
+    }
+
     pub fn add_index(&mut self, e: &IndexEntry) -> Result<()> {
         let e = e.clone();
         self.in_write_txn(|c| {

@@ -9,8 +9,9 @@
 //! it reset and unbound. A statement is owned by exactly one user at a time, so several cursors
 //! on one shard never share a statement.
 //!
-//! Transactions: `txn_levels` is None outside a write transaction; Some(n) means `BEGIN` was run
-//! and savepoints `s0..s{n-1}` are open (mirroring SQLite's vtab savepoint numbers).
+//! Transactions: `txn_levels` is None outside a write transaction; Some(k) means `BEGIN` was run
+//! and savepoints `s0..=s{k}` are open: `s0` is the transaction start, `s{n+1}` is SQLite's vtab
+//! savepoint level n (see `ensure_txn`).
 //! Field order matters: the cache is dropped (statements finalized) before the connection.
 
 use std::collections::HashMap;
@@ -56,6 +57,7 @@ impl ShardConn {
         Self::configure(&conn)?;
         conn.exec("PRAGMA journal_mode=WAL")?;
         conn.exec(&format!("CREATE TABLE IF NOT EXISTS {SHARD_TABLE}({schema_body})"))?;
+        conn.exec(crate::txn::MARKER_DDL)?;
         for ix in indexes {
             conn.exec(&index_sql(ix))?;
         }
@@ -119,40 +121,49 @@ impl ShardConn {
     }
 
     /// Starts the shard's write transaction and opens savepoints up to `depth`.
+    ///
+    /// Savepoint names: `s0` is opened right after BEGIN and stands for the transaction start
+    /// (SQLite's level -1, used by `ROLLBACK TO` a transaction-opening SAVEPOINT); SQLite's
+    /// level n is shard savepoint `s{n+1}`. `txn_levels = Some(k)` means s0..=s{k} are open.
     pub fn ensure_txn(&mut self, depth: u32) -> Result<()> {
         if self.txn_levels.is_none() {
-            self.conn.exec("BEGIN IMMEDIATE")?;
+            self.conn.exec("BEGIN IMMEDIATE; SAVEPOINT s0;")?;
             self.txn_levels = Some(0);
         }
         self.open_savepoints(depth)
     }
 
+    /// Makes SQLite levels 0..depth-1 open (shard savepoints s1..=s{depth}).
     pub fn open_savepoints(&mut self, depth: u32) -> Result<()> {
         if let Some(mut n) = self.txn_levels {
             while n < depth {
-                self.conn.exec(&format!("SAVEPOINT s{n}"))?;
                 n += 1;
+                self.conn.exec(&format!("SAVEPOINT s{n}"))?;
                 self.txn_levels = Some(n);
             }
         }
         Ok(())
     }
 
-    pub fn release(&mut self, level: u32) -> Result<()> {
+    /// SQLite's xRelease(level): releases levels >= `level`.
+    pub fn release(&mut self, level: i32) -> Result<()> {
         if let Some(n) = self.txn_levels {
-            if n > level {
-                self.conn.exec(&format!("RELEASE s{level}"))?;
-                self.txn_levels = Some(level);
+            if level >= 0 && n as i64 > level as i64 {
+                self.conn.exec(&format!("RELEASE s{}", level + 1))?;
+                self.txn_levels = Some(level as u32);
             }
         }
         Ok(())
     }
 
-    pub fn rollback_to(&mut self, level: u32) -> Result<()> {
+    /// SQLite's xRollbackTo(level): undoes everything after savepoint `level` was opened;
+    /// level -1 is the start of the transaction.
+    pub fn rollback_to(&mut self, level: i32) -> Result<()> {
         if let Some(n) = self.txn_levels {
-            if n > level {
-                self.conn.exec(&format!("ROLLBACK TO s{level}"))?;
-                self.txn_levels = Some(level + 1);
+            if n as i64 > level as i64 || level < 0 {
+                let target = (level + 1).max(0) as u32;
+                self.conn.exec(&format!("ROLLBACK TO s{target}"))?;
+                self.txn_levels = Some(target);
             }
         }
         Ok(())

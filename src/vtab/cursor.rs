@@ -106,6 +106,7 @@ impl VTabCursor for ShardedCursor {
 
     fn filter(&mut self, t: &mut ShardedTable, _idx_num: i32, idx_str: Option<&str>, args: &[ValueRef<'_>]) -> Result<()> {
         self.release(t);
+        t.resolve_in_doubt()?;
         let plan = Plan::decode(idx_str.unwrap_or("1;u=ffffffffffffffff"))?;
         let cfg = t.cfg.clone();
         let key_col = cfg.key_column as i32;
@@ -213,7 +214,9 @@ impl VTabCursor for ShardedCursor {
                 self.spec.push(KeySpec { desc: o.desc, collation: o.collation.clone() });
                 order_sql.push(format!("{expr}{}", if o.desc { " DESC" } else { "" }));
             }
-            order_sql.push("rowid".to_string());
+            if !plan.order.iter().any(|o| o.column < 0 || cfg.columns[o.column as usize].is_rowid_alias) {
+                order_sql.push("rowid".to_string());
+            }
         }
         let mut sql = format!("SELECT {} FROM {SHARD_TABLE}", select.join(", "));
         if !conds.is_empty() {

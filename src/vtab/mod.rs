@@ -28,7 +28,7 @@ pub fn with_table<R>(db: HostDb, name: &str, f: impl FnOnce(&mut ShardedTable) -
                 Some(s) => format!("SELECT 1 FROM {}.{} LIMIT 0", crate::config::quote_ident(s), crate::config::quote_ident(&table)),
                 None => format!("SELECT 1 FROM {} LIMIT 0", crate::config::quote_ident(&table)),
             };
-            db.prepare(&q).map_err(|e| Error::config(format!("no such sharded table: {name} ({})", e.message)))?;
+            db.prepare(&q).map_err(|e| Error::config(format!("{} (expected the name of a sharded table)", e.message)))?;
             find().ok_or_else(|| Error::config(format!("{name} is not a sharded table")))?
         }
     };

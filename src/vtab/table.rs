@@ -42,6 +42,8 @@ use crate::routing::ShardId;
 use crate::shard::catalog::{Catalog, IndexEntry};
 use crate::shard::conn::{index_sql, ShardConn};
 use crate::shard::SHARD_TABLE;
+use crate::txn::log::{Entry, TxLog};
+use crate::txn::{decode_row, encode_row, MARKER_DDL};
 use crate::value::{apply_affinity, Affinity, Value};
 
 use super::cursor::ShardedCursor;
@@ -77,7 +79,17 @@ pub struct ShardedTable {
     sql_delete: String,
     sql_insert_subset: HashMap<(usize, Vec<bool>), String>,
     has_defaults: bool,
+    txlog: TxLog,
+    /// rowids written per shard in the current transaction (for redo images)
+    touched: BTreeMap<ShardId, Vec<i64>>,
+    /// set between xSync and xCommit/xRollback of a multi-shard transaction
+    pending_txid: Option<i64>,
+    /// uniqueness rules that need a look at other shards (see config::cross_shard_unique_groups)
+    unique_groups: Vec<config::UniqueGroup>,
 }
+
+/// Multi-shard commits between two clean-ups of the log.
+const LOG_GC_EVERY: i64 = 256;
 
 fn mode_index(on_conflict: i32) -> usize {
     match on_conflict {
@@ -193,8 +205,79 @@ impl ShardedTable {
 
     /// All shard ids (reloading the catalog if another connection changed it).
     pub(crate) fn all_shards(&mut self) -> Result<Vec<ShardId>> {
-        self.catalog.refresh()?;
+        if self.catalog.refresh()? {
+            self.refresh_unique_groups();
+        }
         Ok(self.catalog.shards.iter().map(|s| s.id).collect())
+    }
+
+    fn refresh_unique_groups(&mut self) {
+        let defs: Vec<String> =
+            self.catalog.indexes.iter().filter(|i| i.unique).map(|i| i.definition.clone()).collect();
+        self.unique_groups = config::cross_shard_unique_groups(&self.cfg, &defs);
+    }
+
+    fn unique_error(&self, g: &config::UniqueGroup) -> Error {
+        let cols: Vec<String> = g.columns.iter().map(|&i| format!("{}.{}", self.name, self.cfg.columns[i].name)).collect();
+        Error::constraint(format!("UNIQUE constraint failed: {}", cols.join(", ")))
+    }
+
+    /// Enforces uniqueness rules that span shards for a row about to be written to `target`
+    /// (`exclude`: the row's own current rowid). Ok(false): the row is to be ignored.
+    fn check_unique(&mut self, target: ShardId, exclude: i64, args: &[ValueRef<'_>], on_conflict: i32) -> Result<bool> {
+        if self.unique_groups.is_empty() {
+            return Ok(true);
+        }
+        let groups = self.unique_groups.clone();
+        let ids = self.all_shards()?;
+        for g in &groups {
+            if g.columns.iter().any(|&c| args[2 + c].is_null()) {
+                continue; // NULLs are distinct in UNIQUE
+            }
+            let conds: Vec<String> = g
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(n, &c)| format!("{} = ?{}", quote_ident(&self.cfg.columns[c].name), n + 1))
+                .collect();
+            let sql = format!(
+                "SELECT rowid FROM {SHARD_TABLE} WHERE {} AND rowid <> ?{} LIMIT 1",
+                conds.join(" AND "),
+                g.columns.len() + 1
+            );
+            for &id in &ids {
+                if id == target {
+                    continue; // the shard's own UNIQUE index decides there
+                }
+                let c = self.conn(id)?;
+                let mut st = c.take(&sql)?;
+                let mut r = Ok(());
+                for (n, &col) in g.columns.iter().enumerate() {
+                    r = r.and_then(|_| st.bind_ref(n + 1, args[2 + col]));
+                }
+                let found = r.and_then(|_| st.bind_i64(g.columns.len() + 1, exclude)).and_then(|_| st.step());
+                let other = match found {
+                    Ok(true) => Some(st.column_i64(0)),
+                    Ok(false) => None,
+                    Err(e) => {
+                        c.give(&sql, st);
+                        return Err(e);
+                    }
+                };
+                c.give(&sql, st);
+                if let Some(other) = other {
+                    match on_conflict {
+                        ON_CONFLICT_REPLACE => {
+                            self.delete_in(id, other)?;
+                            self.rowid_memo.remove(&other);
+                        }
+                        ON_CONFLICT_IGNORE => return Ok(false),
+                        _ => return Err(self.unique_error(g)),
+                    }
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// The shard a stored key value (affinity already applied) routes to. Creates prefix shards
@@ -306,6 +389,18 @@ impl ShardedTable {
         Ok(None)
     }
 
+    fn touch(&mut self, id: ShardId, rowid: i64) {
+        self.touched.entry(id).or_default().push(rowid);
+    }
+
+    /// Runs the DELETE template on shard `id` for `rowid` inside the transaction.
+    fn delete_in(&mut self, id: ShardId, rowid: i64) -> Result<()> {
+        let sql = self.sql_delete.clone();
+        self.write_conn(id)?.run(&sql, |st| st.bind_i64(1, rowid)).map_err(|e| self.table_error(e))?;
+        self.touch(id, rowid);
+        Ok(())
+    }
+
     pub(crate) fn remember(&mut self, rowid: i64, id: ShardId) {
         if self.rowid_memo.len() >= ROWID_MEMO_MAX {
             self.rowid_memo.clear();
@@ -323,7 +418,18 @@ impl ShardedTable {
             self.block = self.catalog.reserve_rowids(1, ROWID_BLOCK)?;
         }
         if self.block.0 >= i64::MAX {
-            return Err(Error::sqlite(13, "database or disk is full (rowids exhausted)".into()));
+            // As SQLite does once the largest rowid is taken: try random unused positive rowids.
+            let mut seed = (self.block.1 as u64) ^ (std::process::id() as u64) ^ (self as *const _ as u64);
+            for _ in 0..100 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let cand = (seed >> 1) as i64;
+                if cand > 0 && self.locate(cand)?.is_none() {
+                    return Ok(cand);
+                }
+            }
+            return Err(Error::sqlite(13, "database or disk is full".into()));
         }
         let r = self.block.0;
         self.block.0 += 1;
@@ -371,6 +477,7 @@ impl ShardedTable {
         let cols = &self.cfg.columns;
         let conn = self.conns.get_mut(&id).expect("opened by write_conn");
         let changed = conn.run(&sql, |st| bind_row(cols, mask, st, rowid, args).map(|_| ()))?;
+        self.touch(id, rowid);
         Ok(changed > 0)
     }
 
@@ -445,32 +552,54 @@ impl ShardedTable {
                 for id in self.all_shards()? {
                     if id != target && self.conn(id)?.has_rowid(r)? {
                         match on_conflict {
-                            ON_CONFLICT_REPLACE => {
-                                let sql = self.sql_delete.clone();
-                                self.write_conn(id)?.run(&sql, |st| st.bind_i64(1, r))?;
-                            }
-                            ON_CONFLICT_IGNORE => return Ok(r),
+                            ON_CONFLICT_REPLACE => self.delete_in(id, r)?,
+                            ON_CONFLICT_IGNORE => return Err(Error::ignored()),
                             _ => return Err(self.rowid_conflict()),
                         }
                     }
                 }
                 self.note_explicit_rowid(r)?;
-                r
+                (r, false)
             }
-            None => self.next_auto_rowid()?,
+            None => (self.next_auto_rowid()?, true),
         };
-        let mask = self.supplied_columns();
-        let inserted = self.insert_into(target, mode, rowid, args, mask.as_deref()).map_err(|e| self.table_error(e))?;
-        if inserted {
-            self.remember(rowid, target);
+        let (rowid, auto) = rowid;
+        let giveback = |t: &mut Self| {
+            if auto && t.block.0 == rowid + 1 {
+                t.block.0 = rowid; // a failed insert does not use up its id
+            }
+        };
+        match self.check_unique(target, rowid, args, on_conflict) {
+            Ok(true) => {}
+            Ok(false) => {
+                giveback(self);
+                return Err(Error::ignored());
+            }
+            Err(e) => {
+                giveback(self);
+                return Err(e);
+            }
         }
-        Ok(rowid)
+        let mask = self.supplied_columns();
+        match self.insert_into(target, mode, rowid, args, mask.as_deref()) {
+            Ok(true) => {
+                self.remember(rowid, target);
+                Ok(rowid)
+            }
+            Ok(false) => {
+                giveback(self);
+                Err(Error::ignored())
+            }
+            Err(e) => {
+                giveback(self);
+                Err(self.table_error(e))
+            }
+        }
     }
 
     fn do_delete(&mut self, rowid: i64) -> Result<()> {
         if let Some(id) = self.locate(rowid)? {
-            let sql = self.sql_delete.clone();
-            self.write_conn(id)?.run(&sql, |st| st.bind_i64(1, rowid)).map_err(|e| self.table_error(e))?;
+            self.delete_in(id, rowid)?;
             self.rowid_memo.remove(&rowid);
         }
         Ok(())
@@ -500,11 +629,8 @@ impl ShardedTable {
             for id in self.all_shards()? {
                 if id != source && id != target && self.conn(id)?.has_rowid(new)? {
                     match on_conflict {
-                        ON_CONFLICT_REPLACE => {
-                            let sql = self.sql_delete.clone();
-                            self.write_conn(id)?.run(&sql, |st| st.bind_i64(1, new))?;
-                        }
-                        ON_CONFLICT_IGNORE => return Ok(old),
+                        ON_CONFLICT_REPLACE => self.delete_in(id, new)?,
+                        ON_CONFLICT_IGNORE => return Err(Error::ignored()),
                         _ => return Err(self.rowid_conflict()),
                     }
                 }
@@ -512,10 +638,13 @@ impl ShardedTable {
             if source != target && self.conn(target)?.has_rowid(new)? {
                 match on_conflict {
                     ON_CONFLICT_REPLACE => {}
-                    ON_CONFLICT_IGNORE => return Ok(old),
+                    ON_CONFLICT_IGNORE => return Err(Error::ignored()),
                     _ => return Err(self.rowid_conflict()),
                 }
             }
+        }
+        if !self.check_unique(target, old, args, on_conflict)? {
+            return Err(Error::ignored());
         }
         if source == target {
             self.write_conn(source)?;
@@ -525,19 +654,22 @@ impl ShardedTable {
                 let n = bind_row(cols, None, st, new, args)?;
                 st.bind_i64(n, old)
             });
-            r.map_err(|e| self.table_error(e))?;
+            if r.map_err(|e| self.table_error(e))? == 0 && mode == 2 {
+                return Err(Error::ignored());
+            }
+            self.touch(source, old);
+            self.touch(source, new);
         } else {
             // Move: insert into the new shard first, then delete from the old one.
             let inserted = self.insert_into(target, mode, new, args, None).map_err(|e| self.table_error(e))?;
             if !inserted {
-                return Ok(old); // OR IGNORE: the row stays where it was
+                return Err(Error::ignored()); // OR IGNORE: the row stays where it was
             }
-            let sql = self.sql_delete.clone();
-            let r = self.write_conn(source)?.run(&sql, |st| st.bind_i64(1, old));
-            if let Err(e) = r {
+            if let Err(e) = self.delete_in(source, old) {
                 // undo the insert so the row is not duplicated
+                let sql = self.sql_delete.clone();
                 let _ = self.write_conn(target)?.run(&sql, |st| st.bind_i64(1, new));
-                return Err(self.table_error(e));
+                return Err(e);
             }
         }
         self.rowid_memo.remove(&old);
@@ -548,6 +680,121 @@ impl ShardedTable {
         Ok(new)
     }
 
+    /// Resolves multi-shard transactions left pending by a crashed process (cheap when the log
+    /// did not change: one `PRAGMA data_version`). Not called inside our own write transaction.
+    pub(crate) fn resolve_in_doubt(&mut self) -> Result<()> {
+        if self.in_txn || !self.txlog.changed()? {
+            return Ok(());
+        }
+        self.recover(false)
+    }
+
+    /// Recovery (see `txn`): re-applies the images of logged transactions to every participant
+    /// shard that lacks the marker. With `include_done`, also checks finished entries (a power
+    /// loss may have dropped a shard commit) and then forgets them.
+    pub(crate) fn recover(&mut self, include_done: bool) -> Result<()> {
+        let entries = self.txlog.entries(include_done)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for e in &entries {
+            for &s in &e.shards {
+                self.recover_shard(e.txid, ShardId(s))?;
+            }
+            if !e.done {
+                self.txlog.mark_done(e.txid)?;
+            }
+        }
+        if include_done {
+            self.forget(&entries)?;
+        }
+        Ok(())
+    }
+
+    fn recover_shard(&mut self, txid: i64, id: ShardId) -> Result<bool> {
+        let rows = self.txlog.redo_rows(txid, id.0)?;
+        let names: Vec<String> =
+            self.cfg.columns.iter().filter(|c| !c.is_rowid_alias).map(|c| quote_ident(&c.name)).collect();
+        let mut col_list = String::from("rowid");
+        let mut vals = String::from("?1");
+        for (i, n) in names.iter().enumerate() {
+            col_list.push_str(&format!(", {n}"));
+            vals.push_str(&format!(", ?{}", i + 2));
+        }
+        let upsert = format!("INSERT OR REPLACE INTO {SHARD_TABLE}({col_list}) VALUES ({vals})");
+        let delete = self.sql_delete.clone();
+        let c = self.conn(id)?;
+        c.conn.exec("BEGIN IMMEDIATE")?;
+        let r = (|| -> Result<bool> {
+            c.conn.exec(MARKER_DDL)?;
+            let mut has = c.conn.prepare("SELECT 1 FROM _shardvt_txn WHERE txid = ?1")?;
+            has.bind_i64(1, txid)?;
+            if has.step()? {
+                return Ok(false);
+            }
+            drop(has);
+            for (rid, img) in &rows {
+                match img {
+                    None => {
+                        c.run(&delete, |st| st.bind_i64(1, *rid))?;
+                    }
+                    Some(bytes) => {
+                        let vals = decode_row(bytes)?;
+                        c.run(&upsert, |st| {
+                            st.bind_i64(1, *rid)?;
+                            for (i, v) in vals.iter().enumerate() {
+                                st.bind(i + 2, v)?;
+                            }
+                            Ok(())
+                        })?;
+                    }
+                }
+            }
+            c.run("INSERT INTO _shardvt_txn(txid) VALUES (?1)", |st| st.bind_i64(1, txid))?;
+            Ok(true)
+        })();
+        match r {
+            Ok(applied) => {
+                c.conn.exec("COMMIT")?;
+                if applied {
+                    crate::ffi::api::log(
+                        crate::error::codes::ERROR | (2 << 8),
+                        &format!("sharded: recovered multi-shard transaction {txid} on shard {}", id.0),
+                    );
+                }
+                Ok(applied)
+            }
+            Err(e) => {
+                let _ = c.conn.exec("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets finished log entries: first make the participants' commits durable (a
+    /// synchronous=FULL commit fsyncs the whole WAL), then delete the entries, then the markers.
+    fn forget(&mut self, entries: &[Entry]) -> Result<()> {
+        let mut shards: Vec<u32> = entries.iter().flat_map(|e| e.shards.iter().copied()).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for &s in &shards {
+            let c = self.conn(ShardId(s))?;
+            c.conn.exec(
+                "PRAGMA synchronous=FULL; BEGIN IMMEDIATE; INSERT OR REPLACE INTO _shardvt_txn(txid) VALUES (0); \
+                 COMMIT; PRAGMA synchronous=NORMAL;",
+            )?;
+        }
+        let txids: Vec<i64> = entries.iter().map(|e| e.txid).collect();
+        self.txlog.delete(&txids)?;
+        for &s in &shards {
+            let c = self.conn(ShardId(s))?;
+            for t in &txids {
+                c.run("DELETE FROM _shardvt_txn WHERE txid = ?1", |st| st.bind_i64(1, *t))?;
+            }
+        }
+        Ok(())
+    }
+
     /// CREATE INDEX on every shard, recorded in the catalog for shards created later.
     pub fn create_index(&mut self, name: &str, definition: &str, unique: bool) -> Result<()> {
         if name.is_empty() || definition.trim().is_empty() {
@@ -555,7 +802,10 @@ impl ShardedTable {
         }
         self.catalog.refresh()?;
         if self.catalog.indexes.iter().any(|i| i.name.eq_ignore_ascii_case(name)) {
-            return Err(Error::config(format!("index {name} already exists")));
+            return Err(Error::config(format!(
+                "shardvt_create_index: index {name} already exists on {} (drop it first with shardvt_drop_index('{}', '{name}'))",
+                self.name, self.name
+            )));
         }
         let e = IndexEntry { name: name.to_string(), definition: definition.to_string(), unique };
         let sql = index_sql(&e).replacen(" IF NOT EXISTS", "", 1);
@@ -571,18 +821,67 @@ impl ShardedTable {
             }
             done.push(id);
         }
-        self.catalog.add_index(&e)
+        if unique {
+            if let Err(err) = self.check_no_cross_shard_duplicates(definition) {
+                for d in done {
+                    let _ = self.conn(d)?.conn.exec(&format!("DROP INDEX IF EXISTS {}", quote_ident(name)));
+                }
+                return Err(err.context(&format!("shardvt_create_index({name})")));
+            }
+        }
+        self.catalog.add_index(&e)?;
+        self.refresh_unique_groups();
+        Ok(())
+    }
+
+    /// For a new UNIQUE index on plain columns without the shard key: no two shards may already
+    /// hold equal non-NULL values (each shard's own index has checked its rows).
+    fn check_no_cross_shard_duplicates(&mut self, definition: &str) -> Result<()> {
+        let Some(cols) = config::plain_column_list(definition, &self.cfg.columns) else { return Ok(()) };
+        if cols.contains(&self.cfg.key_column) {
+            return Ok(());
+        }
+        let names: Vec<String> = cols.iter().map(|&c| quote_ident(&self.cfg.columns[c].name)).collect();
+        let not_null: Vec<String> = names.iter().map(|n| format!("{n} IS NOT NULL")).collect();
+        let sql = format!("SELECT {} FROM {SHARD_TABLE} WHERE {}", names.join(", "), not_null.join(" AND "));
+        let colls: Vec<String> = cols.iter().map(|&c| self.collations[c].clone()).collect();
+        let mut seen: HashMap<Vec<u8>, ShardId> = HashMap::new();
+        for id in self.all_shards()? {
+            let c = self.conn(id)?;
+            let mut st = c.conn.prepare(&sql)?;
+            while st.step()? {
+                let mut k = Vec::new();
+                for (i, coll) in colls.iter().enumerate() {
+                    let b = crate::routing::hash::key_bytes(&st.column_value(i), coll);
+                    k.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                    k.extend_from_slice(&b);
+                }
+                if let Some(prev) = seen.insert(k, id) {
+                    if prev != id {
+                        let cols: Vec<String> =
+                            cols.iter().map(|&c| format!("{}.{}", self.name, self.cfg.columns[c].name)).collect();
+                        return Err(Error::constraint(format!("UNIQUE constraint failed: {}", cols.join(", "))));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn drop_index(&mut self, name: &str) -> Result<()> {
         self.catalog.refresh()?;
         let Some(e) = self.catalog.indexes.iter().find(|i| i.name.eq_ignore_ascii_case(name)).cloned() else {
-            return Err(Error::config(format!("no such index: {name}")));
+            return Err(Error::config(format!(
+                "shardvt_drop_index: no such index: {name} on {} (only indexes made by shardvt_create_index can be dropped)",
+                self.name
+            )));
         };
         for id in self.all_shards()? {
             self.conn(id)?.conn.exec(&format!("DROP INDEX IF EXISTS {}", quote_ident(&e.name)))?;
         }
-        self.catalog.drop_index(&e.name)
+        self.catalog.drop_index(&e.name)?;
+        self.refresh_unique_groups();
+        Ok(())
     }
 
     /// Row count of one shard.
@@ -639,6 +938,7 @@ impl VTab for ShardedTable {
         } else {
             Catalog::open(&dir, &name, &cfg)?
         };
+        let txlog = if create { TxLog::create(&catalog.dir)? } else { TxLog::open(&catalog.dir)? };
         let declared = format!("CREATE TABLE x({})", cfg.schema_body());
         let collations = cfg.columns.iter().map(|c| c.collation.clone()).collect();
         let prefix_rule = match &cfg.strategy {
@@ -670,7 +970,17 @@ impl VTab for ShardedTable {
             sql_delete,
             sql_insert_subset: HashMap::new(),
             has_defaults,
+            txlog,
+            touched: BTreeMap::new(),
+            pending_txid: None,
+            unique_groups: Vec::new(),
         };
+        let mut t = t;
+        t.refresh_unique_groups();
+        if !create {
+            // Finish or re-apply any multi-shard transaction a crash interrupted.
+            t.recover(true).map_err(|e| e.context("sharded: recovering interrupted multi-shard commits"))?;
+        }
         Ok((t, declared))
     }
 
@@ -771,24 +1081,83 @@ impl VTab for ShardedTable {
     }
 
     fn begin(&mut self) -> Result<()> {
+        self.resolve_in_doubt()?;
         self.in_txn = true;
         self.sp_depth = 0;
+        self.touched.clear();
+        self.pending_txid = None;
         Ok(())
     }
 
     fn sync(&mut self) -> Result<()> {
+        let participants: Vec<ShardId> =
+            self.conns.iter().filter(|(_, c)| c.txn_levels.is_some()).map(|(id, _)| *id).collect();
+        if participants.len() < 2 {
+            return Ok(()); // one shard: its own COMMIT is atomic; no log, no extra fsync
+        }
+        // Final images of every touched row, read inside the shards' open transactions.
+        let mut images: Vec<(u32, i64, Option<Vec<u8>>)> = Vec::new();
+        let cols: Vec<String> =
+            self.cfg.columns.iter().filter(|c| !c.is_rowid_alias).map(|c| quote_ident(&c.name)).collect();
+        let select = format!(
+            "SELECT {} FROM {SHARD_TABLE} WHERE rowid = ?1",
+            if cols.is_empty() { "NULL".to_string() } else { cols.join(", ") }
+        );
+        let touched = std::mem::take(&mut self.touched);
+        for (id, mut rowids) in touched {
+            rowids.sort_unstable();
+            rowids.dedup();
+            let c = self.conn(id)?;
+            let mut st = c.take(&select)?;
+            for r in rowids {
+                st.bind_i64(1, r)?;
+                let img = if st.step()? {
+                    let vals: Vec<Value> = (0..cols.len()).map(|i| st.column_value(i)).collect();
+                    Some(encode_row(&vals))
+                } else {
+                    None
+                };
+                st.reset();
+                images.push((id.0, r, img));
+            }
+            c.give(&select, st);
+        }
+        let shard_nums: Vec<u32> = participants.iter().map(|s| s.0).collect();
+        let txid = self.txlog.write_record(&shard_nums, &images)?;
+        self.pending_txid = Some(txid);
+        for id in participants {
+            let c = self.conn(id)?;
+            c.conn.exec(MARKER_DDL)?;
+            c.run("INSERT INTO _shardvt_txn(txid) VALUES (?1)", |st| st.bind_i64(1, txid))?;
+        }
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
         let mut first_err = None;
-        for c in self.conns.values_mut() {
+        let ids: Vec<ShardId> = self.conns.keys().copied().collect();
+        for id in ids {
+            let c = self.conns.get_mut(&id).unwrap();
             if let Err(e) = c.commit() {
+                crate::ffi::api::log(e.code(), &format!("sharded: commit of shard {} failed: {}", id.0, e.message));
+                let _ = c.rollback();
                 first_err.get_or_insert(e);
             }
         }
         self.in_txn = false;
         self.sp_depth = 0;
+        self.touched.clear();
+        if let Some(txid) = self.pending_txid.take() {
+            if first_err.is_some() {
+                // The decision is durable: re-apply the images to the shard that failed.
+                let _ = self.recover(false);
+            } else {
+                self.txlog.mark_done(txid)?;
+                if txid % LOG_GC_EVERY == 0 {
+                    let _ = self.recover(true);
+                }
+            }
+        }
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -796,6 +1165,10 @@ impl VTab for ShardedTable {
     }
 
     fn rollback(&mut self) -> Result<()> {
+        if let Some(txid) = self.pending_txid.take() {
+            // Forget the decision before releasing the shard locks, so nobody can apply it.
+            self.txlog.delete(&[txid])?;
+        }
         let mut first_err = None;
         for c in self.conns.values_mut() {
             if let Err(e) = c.rollback() {
@@ -805,6 +1178,7 @@ impl VTab for ShardedTable {
         self.in_txn = false;
         self.sp_depth = 0;
         self.rowid_memo.clear();
+        self.touched.clear();
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -812,6 +1186,7 @@ impl VTab for ShardedTable {
     }
 
     fn savepoint(&mut self, n: i32) -> Result<()> {
+        
         let depth = n as u32 + 1;
         self.sp_depth = depth;
         for c in self.conns.values_mut() {
@@ -821,20 +1196,20 @@ impl VTab for ShardedTable {
     }
 
     fn release(&mut self, n: i32) -> Result<()> {
-        let n = n as u32;
+        
         for c in self.conns.values_mut() {
             c.release(n)?;
         }
-        self.sp_depth = self.sp_depth.min(n);
+        self.sp_depth = self.sp_depth.min(n.max(0) as u32);
         Ok(())
     }
 
     fn rollback_to(&mut self, n: i32) -> Result<()> {
-        let n = n as u32;
+        
         for c in self.conns.values_mut() {
             c.rollback_to(n)?;
         }
-        self.sp_depth = n + 1;
+        self.sp_depth = (n + 1).max(0) as u32;
         self.rowid_memo.clear();
         Ok(())
     }
@@ -875,5 +1250,9 @@ impl VTab for ShardedTable {
 impl Drop for ShardedTable {
     fn drop(&mut self) {
         registry::unregister_addr(self.self_addr);
+        // Hand back the unused part of our rowid block if nobody reserved after us.
+        if self.block.0 < self.block.1 {
+            let _ = self.catalog.return_rowids(self.block.0, self.block.1);
+        }
     }
 }

@@ -30,7 +30,7 @@ UPDATE t SET k = k || '!', v = -v WHERE v BETWEEN 4 AND 6;
 SELECT * FROM t;
 -- Changing the INTEGER PRIMARY KEY.
 UPDATE t SET id = 100 WHERE id = 1;
-SELECT rowid, * FROM t WHERE k = 'a';
+SELECT rowid AS r, * FROM t WHERE k = 'a';
 DELETE FROM t WHERE v > 100;
 SELECT changes();
 SELECT * FROM t;

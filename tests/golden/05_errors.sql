@@ -23,8 +23,12 @@ SELECT count(*) AS tables_created FROM sqlite_master;
 .load ./libshardvt
 CREATE VIRTUAL TABLE m1 USING sharded(id INTEGER PRIMARY KEY, k TEXT, shard_key=k);
 CREATE VIRTUAL TABLE m2 USING sharded(id INTEGER PRIMARY KEY, k TEXT, shard_key=k, dir='mem_shards');
-INSERT INTO m2(k) VALUES ('a'), ('b');
-SELECT * FROM m2;
+-- With an absolute dir it works (the path is written by the shell: the CLI cannot see its cwd).
+.shell echo "CREATE VIRTUAL TABLE m3 USING sharded(id INTEGER PRIMARY KEY, k TEXT, shard_key=k, dir='$PWD/mem_shards');" > m3.sql
+.read m3.sql
+INSERT INTO m3(k) VALUES ('a'), ('b');
+SELECT * FROM m3;
+SELECT count(*) FROM shardvt_shards('m3');
 -- Functions with bad arguments.
 SELECT shardvt_route('no_such_table', 'x');
 SELECT shardvt_route('m2');

@@ -54,10 +54,13 @@ def to_native(sql):
         while depth:
             depth += {"(": 1, ")": -1}.get(sql[j], 0)
             j += 1
-        args = [a for a in split_args(sql[m.end():j - 1]) if not OPTION.match(a)]
-        out.append(f"CREATE TABLE {m.group(1)}({','.join(args)})")
+        parts = split_args(sql[m.end():j - 1])
+        args = [a for a in parts if not OPTION.match(a)]
+        # Keep the line count so "error near line N" matches the sharded run.
+        lost_lines = sum(a.count("\n") for a in parts if OPTION.match(a))
+        out.append(f"CREATE TABLE {m.group(1)}({','.join(args).rstrip()})" + "\n" * lost_lines)
         i = j
-    return "\n".join(l for l in "".join(out).split("\n") if not l.startswith(".load"))
+    return "\n".join("" if l.startswith(".load") else l for l in "".join(out).split("\n"))
 
 
 def main():

@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-apsw = pytest.importorskip("apsw")
+import apsw  # noqa: F401  (pip install apsw; .ci/run installs it)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SO_PATH = REPO_ROOT / "libshardvt.so"

@@ -76,7 +76,6 @@ def parse_script(text):
         if i >= n:
             break
         # gather the block up to the next blank line
-        start = i
         block = []
         while i < n and lines[i].strip() != "":
             block.append((i + 1, lines[i]))
@@ -84,7 +83,6 @@ def parse_script(text):
         rec = parse_block(block)
         if rec is not None:
             records.append(rec)
-        del start
     return records
 
 
@@ -953,6 +951,8 @@ def main(argv=None):
         if budget is not None and budget[0] <= 0:
             break
         mode = args.mode or default_mode(path, ext)
+        if mode == "asis" and not ext:
+            sys.stderr.write("run_slt.py: warning: %s runs in mode asis without --ext\n" % path)
         if not os.path.isfile(path):
             r = FileResult(path)
             r.failed = 1

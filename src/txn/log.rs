@@ -1,0 +1,178 @@
+//! `<dir>/txlog.db`: the redo log of multi-shard transactions (see `txn` for the protocol).
+//!
+//! The connection runs `synchronous=FULL`: the commit of a log record is the durable decision
+//! of a multi-shard transaction. `txid`s come from AUTOINCREMENT, so they only grow and are
+//! never reused (marker clean-up relies on that).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::ffi::api::{Connection, OPEN_CREATE, OPEN_READWRITE};
+use crate::shard::BUSY_TIMEOUT_MS;
+use crate::value::Value;
+
+use super::{parse_shard_list, TXLOG_FILE, TXLOG_SCHEMA};
+
+pub struct TxLog {
+    conn: Connection,
+    data_version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub txid: i64,
+    pub done: bool,
+    pub shards: Vec<u32>,
+}
+
+impl TxLog {
+    fn configure(conn: Connection) -> Result<TxLog> {
+        conn.busy_timeout(BUSY_TIMEOUT_MS);
+        conn.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
+        Ok(TxLog { conn, data_version: -1 })
+    }
+
+    pub fn create(dir: &Path) -> Result<TxLog> {
+        let conn = Connection::open(&dir.join(TXLOG_FILE).to_string_lossy(), OPEN_READWRITE | OPEN_CREATE)?;
+        let log = Self::configure(conn)?;
+        log.conn.exec(&TXLOG_SCHEMA.replace("txid    INTEGER PRIMARY KEY,", "txid    INTEGER PRIMARY KEY AUTOINCREMENT,"))?;
+        Ok(log)
+    }
+
+    pub fn open(dir: &Path) -> Result<TxLog> {
+        let p = dir.join(TXLOG_FILE);
+        if !p.exists() {
+            return Err(Error::catalog(format!(
+                "sharded: {} is missing (the multi-shard commit log); restore the shard folder whole",
+                p.display()
+            )));
+        }
+        Self::configure(Connection::open(&p.to_string_lossy(), OPEN_READWRITE)?)
+    }
+
+    /// True when another connection wrote to the log since the last call.
+    pub fn changed(&mut self) -> Result<bool> {
+        let mut st = self.conn.prepare("PRAGMA data_version")?;
+        st.step()?;
+        let v = st.column_i64(0);
+        let changed = v != self.data_version;
+        self.data_version = v;
+        Ok(changed)
+    }
+
+    /// Writes the durable record of a multi-shard transaction: the commit point.
+    pub fn write_record(&self, shards: &[u32], images: &[(u32, i64, Option<Vec<u8>>)]) -> Result<i64> {
+        self.conn.exec("BEGIN IMMEDIATE")?;
+        let r = (|| -> Result<i64> {
+            let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
+            let mut st = self.conn.prepare("INSERT INTO txn(state, shards) VALUES ('pending', ?1) RETURNING txid")?;
+            st.bind(1, &Value::text(&list.join(",")))?;
+            st.step()?;
+            let txid = st.column_i64(0);
+            drop(st);
+            let mut ins = self.conn.prepare("INSERT OR REPLACE INTO redo(txid, shard, rid, image) VALUES (?1, ?2, ?3, ?4)")?;
+            for (shard, rid, img) in images {
+                ins.bind_i64(1, txid)?;
+                ins.bind_i64(2, *shard as i64)?;
+                ins.bind_i64(3, *rid)?;
+                ins.bind(4, &img.clone().map(Value::Blob).unwrap_or(Value::Null))?;
+                ins.step()?;
+                ins.reset();
+            }
+            Ok(txid)
+        })();
+        match r {
+            Ok(txid) => {
+                self.conn.exec("COMMIT")?;
+                Ok(txid)
+            }
+            Err(e) => {
+                let _ = self.conn.exec("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    pub fn mark_done(&self, txid: i64) -> Result<()> {
+        let mut st = self.conn.prepare("UPDATE txn SET state = 'done' WHERE txid = ?1")?;
+        st.bind_i64(1, txid)?;
+        st.step().map(|_| ())
+    }
+
+    /// Forgets transactions (their redo rows too).
+    pub fn delete(&self, txids: &[i64]) -> Result<()> {
+        self.conn.exec("BEGIN IMMEDIATE")?;
+        let r = (|| -> Result<()> {
+            let mut a = self.conn.prepare("DELETE FROM txn WHERE txid = ?1")?;
+            let mut b = self.conn.prepare("DELETE FROM redo WHERE txid = ?1")?;
+            for t in txids {
+                a.bind_i64(1, *t)?;
+                a.step()?;
+                a.reset();
+                b.bind_i64(1, *t)?;
+                b.step()?;
+                b.reset();
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => self.conn.exec("COMMIT"),
+            Err(e) => {
+                let _ = self.conn.exec("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    pub fn entries(&self, include_done: bool) -> Result<Vec<Entry>> {
+        let sql = if include_done {
+            "SELECT txid, state, shards FROM txn ORDER BY txid"
+        } else {
+            "SELECT txid, state, shards FROM txn WHERE state = 'pending' ORDER BY txid"
+        };
+        let mut st = self.conn.prepare(sql)?;
+        let mut out = Vec::new();
+        while st.step()? {
+            let shards = String::from_utf8_lossy(&st.column_value(2).to_text()).into_owned();
+            out.push(Entry {
+                txid: st.column_i64(0),
+                done: st.column_value(1) == Value::text("done"),
+                shards: parse_shard_list(&shards),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn count_done(&self) -> Result<i64> {
+        let mut st = self.conn.prepare("SELECT count(*) FROM txn WHERE state = 'done'")?;
+        st.step()?;
+        Ok(st.column_i64(0))
+    }
+
+    pub fn redo_rows(&self, txid: i64, shard: u32) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
+        let mut st = self.conn.prepare("SELECT rid, image FROM redo WHERE txid = ?1 AND shard = ?2 ORDER BY image IS NOT NULL, rid")?;
+        st.bind_i64(1, txid)?;
+        st.bind_i64(2, shard as i64)?;
+        let mut out = Vec::new();
+        while st.step()? {
+            let img = match st.column_value(1) {
+                Value::Blob(b) => Some(b),
+                Value::Null => None,
+                Value::Text(t) => Some(t),
+                _ => return Err(Error::catalog("sharded: corrupt redo row in txlog.db")),
+            };
+            out.push((st.column_i64(0), img));
+        }
+        Ok(out)
+    }
+
+    /// Transaction ids still in the log.
+    pub fn live_txids(&self) -> Result<Vec<i64>> {
+        let mut st = self.conn.prepare("SELECT txid FROM txn ORDER BY txid")?;
+        let mut out = Vec::new();
+        while st.step()? {
+            out.push(st.column_i64(0));
+        }
+        Ok(out)
+    }
+}
