@@ -72,14 +72,12 @@ impl ShardConn {
                 path.display()
             )));
         }
-        let conn = Connection::open(&path.to_string_lossy(), OPEN_READWRITE)
-            .map_err(|e| Error::shard(format!("sharded: cannot open shard file {}: {}", path.display(), e.message)))?;
-        Self::configure(&conn)?;
+        let ctx = format!("sharded: shard file {} is unreadable or not a shard (restore it from a backup)", path.display());
+        let conn = Connection::open(&path.to_string_lossy(), OPEN_READWRITE).map_err(|e| e.context(&ctx))?;
+        Self::configure(&conn).map_err(|e| e.context(&ctx))?;
         // Touch the schema so a corrupt or foreign file fails here with a clear message.
-        let mut st = conn
-            .prepare(&format!("SELECT 1 FROM {SHARD_TABLE} LIMIT 0"))
-            .map_err(|e| Error::shard(format!("sharded: shard file {} is unreadable or not a shard: {}", path.display(), e.message)))?;
-        st.step()?;
+        let mut st = conn.prepare(&format!("SELECT 1 FROM {SHARD_TABLE} LIMIT 0")).map_err(|e| e.context(&ctx))?;
+        st.step().map_err(|e| e.context(&ctx))?;
         drop(st);
         Ok(ShardConn { cache: HashMap::new(), conn, id, txn_levels: None })
     }

@@ -33,6 +33,14 @@ impl TxLog {
     }
 
     pub fn create(dir: &Path) -> Result<TxLog> {
+        // A log without a catalog is an orphan (a DROP TABLE interrupted half-way): its entries
+        // describe shards that no longer exist and must never be applied to the new table.
+        for ext in ["", "-wal", "-shm"] {
+            let p = dir.join(format!("{TXLOG_FILE}{ext}"));
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::config(format!("sharded: cannot remove stale {}: {e}", p.display())))?;
+            }
+        }
         let conn = Connection::open(&dir.join(TXLOG_FILE).to_string_lossy(), OPEN_READWRITE | OPEN_CREATE)?;
         let log = Self::configure(conn)?;
         log.conn.exec(&TXLOG_SCHEMA.replace("txid    INTEGER PRIMARY KEY,", "txid    INTEGER PRIMARY KEY AUTOINCREMENT,"))?;

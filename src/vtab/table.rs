@@ -1036,7 +1036,10 @@ impl VTab for ShardedTable {
         let dir = self.catalog.dir.clone();
         let files: Vec<String> = self.catalog.shards.iter().map(|s| s.file.clone()).collect();
         let mut names: Vec<String> = Vec::new();
-        for f in files.iter().chain(std::iter::once(&crate::shard::catalog::CATALOG_FILE.to_string())) {
+        // Nothing may write to these files after this point (see Drop).
+        self.block = (0, 0);
+        let meta_files = [crate::shard::catalog::CATALOG_FILE.to_string(), crate::txn::TXLOG_FILE.to_string()];
+        for f in files.iter().chain(meta_files.iter()) {
             names.push(f.clone());
             names.push(format!("{f}-wal"));
             names.push(format!("{f}-shm"));
