@@ -6,7 +6,7 @@ EXT := libshardvt.so
 PY ?= python3
 SQLITE3 ?= sqlite3
 
-.PHONY: all build test unit golden slt conformance python demo bench clean check-so
+.PHONY: all build test unit golden slt conformance python rust-host demo bench crash clean check-so
 
 all: build
 
@@ -38,7 +38,12 @@ conformance: $(EXT)
 python: $(EXT)
 	$(PY) -m pytest -q tests/python
 
-test: check-so unit golden slt conformance python
+# A Rust host (rusqlite, bundled SQLite 3.54) loads the extension; separate Cargo project.
+rust-host: $(EXT)
+	cd tests/rust_host && $(CARGO) build --release --quiet
+	tests/rust_host/target/release/shardvt-rust-host ./$(EXT)
+
+test: check-so unit golden slt conformance python rust-host
 
 demo: $(EXT)
 	@rm -rf build/demo && mkdir -p build/demo
