@@ -43,6 +43,8 @@ pub struct IndexEntry {
 }
 
 pub struct Catalog {
+    /// cached `PRAGMA data_version` (declared before `conn`: statements drop first)
+    dv_stmt: Option<crate::ffi::api::Statement>,
     conn: Connection,
     pub dir: PathBuf,
     pub table_name: String,
@@ -167,6 +169,7 @@ impl Catalog {
             buckets: vec![],
             indexes: vec![],
             data_version: -1,
+            dv_stmt: None,
         };
         c.reload()?;
         Ok(c)
@@ -227,15 +230,21 @@ impl Catalog {
             buckets: vec![],
             indexes: vec![],
             data_version: -1,
+            dv_stmt: None,
         };
         c.reload()?;
         Ok(c)
     }
 
-    fn current_data_version(&self) -> Result<i64> {
-        let mut st = self.conn.prepare("PRAGMA data_version")?;
+    fn current_data_version(&mut self) -> Result<i64> {
+        if self.dv_stmt.is_none() {
+            self.dv_stmt = Some(self.conn.prepare("PRAGMA data_version")?);
+        }
+        let st = self.dv_stmt.as_mut().unwrap();
         st.step()?;
-        Ok(st.column_i64(0))
+        let v = st.column_i64(0);
+        st.reset();
+        Ok(v)
     }
 
     /// True (and the cached lists reloaded) when another connection changed the catalog.

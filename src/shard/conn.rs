@@ -94,9 +94,15 @@ impl ShardConn {
     pub fn give(&mut self, sql: &str, mut st: Statement) {
         st.reset();
         st.clear_bindings();
-        let v = self.cache.entry(sql.to_string()).or_default();
-        if v.len() < CACHE_PER_SQL {
-            v.push(st);
+        match self.cache.get_mut(sql) {
+            Some(v) => {
+                if v.len() < CACHE_PER_SQL {
+                    v.push(st);
+                }
+            }
+            None => {
+                self.cache.insert(sql.to_string(), vec![st]);
+            }
         }
     }
 

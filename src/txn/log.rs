@@ -14,6 +14,8 @@ use crate::value::Value;
 use super::{parse_shard_list, TXLOG_FILE, TXLOG_SCHEMA};
 
 pub struct TxLog {
+    /// cached `PRAGMA data_version` (declared before `conn`: statements drop first)
+    dv_stmt: Option<crate::ffi::api::Statement>,
     conn: Connection,
     data_version: i64,
 }
@@ -29,7 +31,7 @@ impl TxLog {
     fn configure(conn: Connection) -> Result<TxLog> {
         conn.busy_timeout(BUSY_TIMEOUT_MS);
         conn.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
-        Ok(TxLog { conn, data_version: -1 })
+        Ok(TxLog { dv_stmt: None, conn, data_version: -1 })
     }
 
     pub fn create(dir: &Path) -> Result<TxLog> {
@@ -60,9 +62,13 @@ impl TxLog {
 
     /// True when another connection wrote to the log since the last call.
     pub fn changed(&mut self) -> Result<bool> {
-        let mut st = self.conn.prepare("PRAGMA data_version")?;
+        if self.dv_stmt.is_none() {
+            self.dv_stmt = Some(self.conn.prepare("PRAGMA data_version")?);
+        }
+        let st = self.dv_stmt.as_mut().unwrap();
         st.step()?;
         let v = st.column_i64(0);
+        st.reset();
         let changed = v != self.data_version;
         self.data_version = v;
         Ok(changed)

@@ -30,7 +30,10 @@ struct Source {
     shard: ShardId,
     sql: String,
     stmt: Statement,
+    /// merge key (ORDER BY consumed); empty in rowid order
     key: Vec<Value>,
+    /// current rowid (the merge key in rowid order)
+    rid: i64,
 }
 
 pub struct ShardedCursor {
@@ -42,6 +45,8 @@ pub struct ShardedCursor {
     /// vtab column → result column
     col_map: Vec<Option<usize>>,
     rowid_alias: Option<usize>,
+    /// merge by rowid (no consumed ORDER BY): keys are plain integers
+    rowid_order: bool,
 }
 
 /// Would the shard evaluate `col <op> v` exactly as SQLite does on the host?
@@ -74,7 +79,15 @@ fn sql_op(o: u8) -> &'static str {
 
 impl ShardedCursor {
     pub fn new() -> Self {
-        ShardedCursor { sources: vec![], current: None, spec: vec![], key_cols: vec![], col_map: vec![], rowid_alias: None }
+        ShardedCursor {
+            sources: vec![],
+            current: None,
+            spec: vec![],
+            key_cols: vec![],
+            col_map: vec![],
+            rowid_alias: None,
+            rowid_order: true,
+        }
     }
 
     fn release(&mut self, t: &mut ShardedTable) {
@@ -91,7 +104,22 @@ impl ShardedCursor {
     }
 
     fn pick(&mut self) {
-        self.current = pick_min(self.sources.iter().map(|s| s.key.as_slice()), &self.spec);
+        self.current = match self.sources.len() {
+            0 => None,
+            1 => Some(0),
+            _ if self.rowid_order => {
+                self.sources.iter().enumerate().min_by_key(|(_, s)| s.rid).map(|(i, _)| i)
+            }
+            _ => pick_min(self.sources.iter().map(|s| s.key.as_slice()), &self.spec),
+        };
+    }
+
+    fn refresh_key(&mut self, i: usize) {
+        let s = &mut self.sources[i];
+        s.rid = s.stmt.column_i64(0);
+        if !self.rowid_order {
+            s.key = Self::read_key(&s.stmt, &self.key_cols);
+        }
     }
 }
 
@@ -107,7 +135,18 @@ impl VTabCursor for ShardedCursor {
     fn filter(&mut self, t: &mut ShardedTable, _idx_num: i32, idx_str: Option<&str>, args: &[ValueRef<'_>]) -> Result<()> {
         self.release(t);
         t.resolve_in_doubt()?;
-        let plan = Plan::decode(idx_str.unwrap_or("1;u=ffffffffffffffff"))?;
+        let idx = idx_str.unwrap_or("1;u=ffffffffffffffff");
+        let plan = match t.plan_cache.get(idx) {
+            Some(p) => p.clone(),
+            None => {
+                let p = std::rc::Rc::new(Plan::decode(idx)?);
+                if t.plan_cache.len() > 256 {
+                    t.plan_cache.clear();
+                }
+                t.plan_cache.insert(idx.to_string(), p.clone());
+                p
+            }
+        };
         let cfg = t.cfg.clone();
         let key_col = cfg.key_column as i32;
         let key_coll = t.key_collation().to_string();
@@ -198,6 +237,7 @@ impl VTabCursor for ShardedCursor {
         self.spec.clear();
         self.key_cols.clear();
         let mut order_sql = Vec::new();
+        self.rowid_order = plan.order.is_empty();
         if plan.order.is_empty() {
             self.spec.push(KeySpec { desc: false, collation: "BINARY".into() });
             self.key_cols.push(0);
@@ -249,8 +289,9 @@ impl VTabCursor for ShardedCursor {
             let has = r.and_then(|_| st.step());
             match has {
                 Ok(true) => {
-                    let key = Self::read_key(&st, &self.key_cols);
-                    self.sources.push(Source { shard: id, sql: sql.clone(), stmt: st, key });
+                    self.sources.push(Source { shard: id, sql: sql.clone(), stmt: st, key: Vec::new(), rid: 0 });
+                    let n = self.sources.len() - 1;
+                    self.refresh_key(n);
                 }
                 Ok(false) => c.give(&sql, st),
                 Err(e) => {
@@ -267,10 +308,7 @@ impl VTabCursor for ShardedCursor {
         let Some(i) = self.current else { return Ok(()) };
         let more = self.sources[i].stmt.step();
         match more {
-            Ok(true) => {
-                let key = Self::read_key(&self.sources[i].stmt, &self.key_cols);
-                self.sources[i].key = key;
-            }
+            Ok(true) => self.refresh_key(i),
             Ok(false) => {
                 let s = self.sources.remove(i);
                 t.conn(s.shard)?.give(&s.sql, s.stmt);
@@ -292,7 +330,7 @@ impl VTabCursor for ShardedCursor {
         };
         let s = &self.sources[cur];
         if Some(i) == self.rowid_alias {
-            ctx.set_i64(s.stmt.column_i64(0));
+            ctx.set_i64(s.rid);
         } else if let Some(Some(j)) = self.col_map.get(i) {
             ctx.set_from_statement(&s.stmt, *j);
         } else {
@@ -304,9 +342,8 @@ impl VTabCursor for ShardedCursor {
     fn rowid(&mut self, t: &mut ShardedTable) -> Result<i64> {
         let Some(cur) = self.current else { return Ok(0) };
         let s = &self.sources[cur];
-        let r = s.stmt.column_i64(0);
-        t.remember(r, s.shard);
-        Ok(r)
+        t.remember(s.rid, s.shard);
+        Ok(s.rid)
     }
 
     fn close(mut self, t: &mut ShardedTable) {

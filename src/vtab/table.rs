@@ -62,7 +62,9 @@ pub struct ShardedTable {
     pub(crate) host: HostDb,
     pub(crate) schema: String,
     pub(crate) name: String,
-    pub(crate) cfg: TableConfig,
+    pub(crate) cfg: std::rc::Rc<TableConfig>,
+    /// decoded plans by idxStr (xFilter runs once per lookup: no re-parsing)
+    pub(crate) plan_cache: HashMap<String, std::rc::Rc<crate::planner::Plan>>,
     pub(crate) catalog: Catalog,
     /// Whether `dir` was derived from the table name (then RENAME moves the folder).
     default_dir: bool,
@@ -954,7 +956,8 @@ impl VTab for ShardedTable {
             host: db,
             schema,
             name,
-            cfg,
+            cfg: std::rc::Rc::new(cfg),
+            plan_cache: HashMap::new(),
             catalog,
             default_dir,
             conns: BTreeMap::new(),
@@ -1232,7 +1235,7 @@ impl VTab for ShardedTable {
             self.catalog.set_table_name(new_name)?;
             self.conns.clear();
             let old_dir = self.catalog.dir.clone();
-            let cfg = self.cfg.clone();
+            let cfg = (*self.cfg).clone();
             // Close the catalog before moving its folder, then reopen it at the new place.
             let placeholder = std::mem::replace(&mut self.catalog, Catalog::open(&old_dir, new_name, &cfg)?);
             drop(placeholder);
