@@ -71,6 +71,20 @@ impl TableConfig {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name))
     }
+    /// The index every shard gets on the shard key (lookups by key are the point of routing),
+    /// unless the key is the rowid or already has a UNIQUE/PRIMARY KEY index of its own.
+    pub fn key_index_sql(&self) -> Option<String> {
+        let k = self.key();
+        if k.is_rowid_alias {
+            return None;
+        }
+        let up: Vec<String> = tokens(&k.definition).iter().map(|t| t.to_ascii_uppercase()).collect();
+        if up.iter().skip(1).any(|t| t == "UNIQUE" || t == "PRIMARY") {
+            return None;
+        }
+        Some(format!("CREATE INDEX IF NOT EXISTS data_shard_key ON data({})", quote_ident(&k.name)))
+    }
+
     /// The schema body (`col defs, table constraints`) used for shards and for declare_vtab.
     pub fn schema_body(&self) -> String {
         let mut parts: Vec<&str> = self.columns.iter().map(|c| c.definition.as_str()).collect();

@@ -51,13 +51,16 @@ impl ShardConn {
     }
 
     /// Creates (or completes) a shard file: WAL mode, the data table, the indexes.
-    pub fn create(id: ShardId, path: &Path, schema_body: &str, indexes: &[IndexEntry]) -> Result<ShardConn> {
+    pub fn create(id: ShardId, path: &Path, schema_body: &str, key_index: Option<&str>, indexes: &[IndexEntry]) -> Result<ShardConn> {
         let conn = Connection::open(&path.to_string_lossy(), OPEN_READWRITE | OPEN_CREATE)
             .map_err(|e| Error::shard(format!("sharded: cannot create shard file {}: {}", path.display(), e.message)))?;
         Self::configure(&conn)?;
         conn.exec("PRAGMA journal_mode=WAL")?;
         conn.exec(&format!("CREATE TABLE IF NOT EXISTS {SHARD_TABLE}({schema_body})"))?;
         conn.exec(crate::txn::MARKER_DDL)?;
+        if let Some(k) = key_index {
+            conn.exec(k)?;
+        }
         for ix in indexes {
             conn.exec(&index_sql(ix))?;
         }

@@ -316,7 +316,8 @@ impl ShardedTable {
                 let path = self.catalog.dir.join(&file);
                 let schema = self.cfg.schema_body();
                 let indexes = self.catalog.indexes.clone();
-                drop(ShardConn::create(ShardId(u32::MAX), &path, &schema, &indexes)?);
+                let key_index = self.cfg.key_index_sql();
+                drop(ShardConn::create(ShardId(u32::MAX), &path, &schema, key_index.as_deref(), &indexes)?);
                 let e = self.catalog.add_prefix_shard(p.as_deref(), &file)?;
                 Ok(Some(e.id))
             }
@@ -933,7 +934,7 @@ impl VTab for ShardedTable {
         let catalog = if create {
             let cat = Catalog::create(&dir, &name, &cfg)?;
             for e in &cat.shards {
-                ShardConn::create(e.id, &cat.shard_path(e), &cfg.schema_body(), &[])
+                ShardConn::create(e.id, &cat.shard_path(e), &cfg.schema_body(), cfg.key_index_sql().as_deref(), &[])
                     .map_err(|e| e.context("sharded: CREATE VIRTUAL TABLE"))?;
             }
             cat
