@@ -534,3 +534,22 @@ impl Drop for Statement {
         unsafe { call!(finalize(self.stmt)) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn old_host() -> c_int {
+        3_037_002
+    }
+
+    #[test]
+    fn older_host_gets_a_readable_error() {
+        // SAFETY: an all-NULL routine table is a valid value of this C struct of Option<fn>s.
+        let mut fake: sys::sqlite3_api_routines = unsafe { std::mem::zeroed() };
+        fake.libversion_number = Some(old_host);
+        let err = install(&fake).unwrap_err();
+        assert!(err.contains("needs SQLite 3.38.0 or newer; this host is 3.37.2"), "{err}");
+        assert!(install(ptr::null()).is_err());
+    }
+}

@@ -523,3 +523,17 @@ pub fn register_module<T: VTab>(db: HostDb, name: &str, kind: ModuleKind, writab
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_become_errors() {
+        let r: Result<()> = guarded(|| panic!("boom"));
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), crate::error::codes::INTERNAL);
+        assert!(e.message.contains("internal error") && e.message.contains("boom"), "{}", e.message);
+        assert_eq!(guarded(|| Ok(7)).unwrap(), 7);
+    }
+}
