@@ -10,6 +10,9 @@
 //! | `shardvt_explain(sql)` | scalar | direct-only (runs the query) |
 //! | `shardvt_create_index(table, name, definition [, unique])` | scalar | direct-only (writes files) |
 //! | `shardvt_drop_index(table, name)` | scalar | direct-only (writes files) |
+//! | `shardvt_io_stats([path filter])` | scalar | direct-only (process-wide I/O counters) |
+//! | `shardvt_fault(spec)` | scalar | direct-only (injects I/O faults process-wide) |
+//! | VFS `shardvt` | pass-through VFS used by every connection the extension opens | |
 //!
 //! README's reference table lists the same names; `tests/python/test_surface.py` compares them
 //! with `pragma_function_list` / `pragma_module_list`.
@@ -23,6 +26,7 @@ use crate::vtab::shards_tvf::ShardsTvf;
 use crate::vtab::table::ShardedTable;
 
 pub fn register(db: HostDb) -> Result<()> {
+    crate::ffi::vfs::register()?;
     register_module::<ShardedTable>(db, "sharded", ModuleKind::Regular, true)?;
     register_module::<ShardsTvf>(db, "shardvt_shards", ModuleKind::EponymousOnly, false)?;
     register_scalar(db, "shardvt_version", 0, DETERMINISTIC | INNOCUOUS, f::shardvt_version)?;
@@ -32,5 +36,8 @@ pub fn register(db: HostDb) -> Result<()> {
     register_scalar(db, "shardvt_create_index", 3, DIRECTONLY, f::shardvt_create_index)?;
     register_scalar(db, "shardvt_create_index", 4, DIRECTONLY, f::shardvt_create_index)?;
     register_scalar(db, "shardvt_drop_index", 2, DIRECTONLY, f::shardvt_drop_index)?;
+    register_scalar(db, "shardvt_io_stats", 0, DIRECTONLY, f::shardvt_io_stats)?;
+    register_scalar(db, "shardvt_io_stats", 1, DIRECTONLY, f::shardvt_io_stats)?;
+    register_scalar(db, "shardvt_fault", 1, DIRECTONLY, f::shardvt_fault)?;
     Ok(())
 }

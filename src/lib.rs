@@ -31,4 +31,5 @@ pub mod routing;
 pub mod shard;
 pub mod txn;
 pub mod value;
+pub mod vfs;
 pub mod vtab;

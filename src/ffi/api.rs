@@ -305,12 +305,16 @@ pub struct Connection {
 unsafe impl Send for Connection {}
 
 impl Connection {
+    /// Opens `path` through the `shardvt` VFS (per-file I/O statistics, fault injection) when it
+    /// is registered, else through the default VFS.
     pub fn open(path: &str, flags: c_int) -> Result<Connection> {
         let c = cstring(path)?;
         let mut db: *mut sys::sqlite3 = ptr::null_mut();
-        // SAFETY: out-pointer is valid; flags are documented open flags; default VFS.
+        let vfs = if super::vfs::is_registered() { c"shardvt".as_ptr() } else { ptr::null() };
+        // SAFETY: out-pointer is valid; flags are documented open flags; vfs is NULL or the
+        // name of our registered VFS.
         let rc = unsafe {
-            call!(open_v2(c.as_ptr(), &mut db, flags, ptr::null()))
+            call!(open_v2(c.as_ptr(), &mut db, flags, vfs))
         };
         if rc != sys::SQLITE_OK {
             let msg = if db.is_null() {

@@ -3,6 +3,7 @@
 //! - `api`: the host's routine table, owned `Connection`/`Statement`, borrowed `ValueRef`.
 //! - `vtab`: `sqlite3_module` trampolines over the safe `VTab`/`VTabCursor` traits.
 //! - `func`: scalar-function trampolines.
+//! - `vfs`: the `shardvt` pass-through VFS (statistics and fault injection hooks).
 //! - `init`: `sqlite3_shardvt_init`, which installs the routines and calls `entry::register`.
 //!
 //! Every trampoline catches panics; see `vtab::guarded`.
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod func;
 pub mod init;
+pub mod vfs;
 pub mod vtab;
 
 pub(crate) fn api_routines() -> &'static libsqlite3_sys::sqlite3_api_routines {

@@ -8,6 +8,8 @@
 //! | `shardvt_explain(sql)` | one line per shard scan the read-only query performs |
 //! | `shardvt_create_index(table, name, definition [, unique])` | 'ok'; index on every shard |
 //! | `shardvt_drop_index(table, name)` | 'ok' |
+//! | `shardvt_io_stats([path filter])` | JSON I/O statistics of the `shardvt` VFS |
+//! | `shardvt_fault(spec)` | 'ok'; sets the VFS fault plan (tests, benchmarks) |
 
 use crate::error::{Error, Result};
 use crate::ffi::api::{host_threadsafe, host_version_string, ValueRef, MIN_SQLITE_VERSION};
@@ -71,6 +73,18 @@ pub fn shardvt_explain(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> 
         return Ok(Value::text("no sharded table scanned"));
     }
     Ok(Value::text(&lines.join("\n")))
+}
+
+pub fn shardvt_io_stats(_: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    let filter = args.first().filter(|v| !v.is_null()).map(|v| v.text_string());
+    Ok(Value::text(&crate::vfs::stats_json(filter.as_deref())))
+}
+
+pub fn shardvt_fault(_: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    let spec = text_arg(args, 0, "shardvt_fault", "spec")?;
+    let plan = crate::vfs::FaultPlan::parse(&spec)?;
+    crate::vfs::set_fault_plan(plan);
+    Ok(Value::text("ok"))
 }
 
 pub fn shardvt_create_index(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {

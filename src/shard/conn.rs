@@ -85,6 +85,22 @@ impl ShardConn {
         Ok(ShardConn { cache: HashMap::new(), conn, id, txn_levels: None })
     }
 
+    /// Adds the shard file's path to errors about the file itself (I/O, full, corrupt,
+    /// read-only, cannot open), so the user knows which of many files failed.
+    pub fn annotate(&self, e: Error) -> Error {
+        match e.code() & 0xff {
+            8 | 10 | 11 | 13 | 14 | 26 => {
+                let msg = format!("{} (shard file {})", e.message, self.conn.path());
+                Error { message: msg, ..e }
+            }
+            _ => e,
+        }
+    }
+
+    fn exec(&self, sql: &str) -> Result<()> {
+        self.conn.exec(sql).map_err(|e| self.annotate(e))
+    }
+
     pub fn take(&mut self, sql: &str) -> Result<Statement> {
         if let Some(v) = self.cache.get_mut(sql) {
             if let Some(st) = v.pop() {
@@ -114,7 +130,7 @@ impl ShardConn {
         let mut st = self.take(sql)?;
         let r = bind(&mut st).and_then(|_| st.step());
         self.give(sql, st);
-        r?;
+        r.map_err(|e| self.annotate(e))?;
         Ok(self.conn.changes())
     }
 
@@ -134,7 +150,7 @@ impl ShardConn {
     /// level n is shard savepoint `s{n+1}`. `txn_levels = Some(k)` means s0..=s{k} are open.
     pub fn ensure_txn(&mut self, depth: u32) -> Result<()> {
         if self.txn_levels.is_none() {
-            self.conn.exec("BEGIN IMMEDIATE; SAVEPOINT s0;")?;
+            self.exec("BEGIN IMMEDIATE; SAVEPOINT s0;")?;
             self.txn_levels = Some(0);
         }
         self.open_savepoints(depth)
@@ -145,7 +161,7 @@ impl ShardConn {
         if let Some(mut n) = self.txn_levels {
             while n < depth {
                 n += 1;
-                self.conn.exec(&format!("SAVEPOINT s{n}"))?;
+                self.exec(&format!("SAVEPOINT s{n}"))?;
                 self.txn_levels = Some(n);
             }
         }
@@ -156,7 +172,7 @@ impl ShardConn {
     pub fn release(&mut self, level: i32) -> Result<()> {
         if let Some(n) = self.txn_levels {
             if level >= 0 && n as i64 > level as i64 {
-                self.conn.exec(&format!("RELEASE s{}", level + 1))?;
+                self.exec(&format!("RELEASE s{}", level + 1))?;
                 self.txn_levels = Some(level as u32);
             }
         }
@@ -169,7 +185,7 @@ impl ShardConn {
         if let Some(n) = self.txn_levels {
             if n as i64 > level as i64 || level < 0 {
                 let target = (level + 1).max(0) as u32;
-                self.conn.exec(&format!("ROLLBACK TO s{target}"))?;
+                self.exec(&format!("ROLLBACK TO s{target}"))?;
                 self.txn_levels = Some(target);
             }
         }
@@ -178,14 +194,14 @@ impl ShardConn {
 
     pub fn commit(&mut self) -> Result<()> {
         if self.txn_levels.take().is_some() {
-            self.conn.exec("COMMIT")?;
+            self.exec("COMMIT")?;
         }
         Ok(())
     }
 
     pub fn rollback(&mut self) -> Result<()> {
         if self.txn_levels.take().is_some() && self.conn.in_transaction() {
-            self.conn.exec("ROLLBACK")?;
+            self.exec("ROLLBACK")?;
         }
         Ok(())
     }

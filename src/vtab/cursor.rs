@@ -296,7 +296,7 @@ impl VTabCursor for ShardedCursor {
                 Ok(false) => c.give(&sql, st),
                 Err(e) => {
                     c.give(&sql, st);
-                    return Err(e);
+                    return Err(c.annotate(e));
                 }
             }
         }
@@ -313,7 +313,10 @@ impl VTabCursor for ShardedCursor {
                 let s = self.sources.remove(i);
                 t.conn(s.shard)?.give(&s.sql, s.stmt);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let shard = self.sources[i].shard;
+                return Err(t.conn(shard).map(|c| c.annotate(e.clone())).unwrap_or(e));
+            }
         }
         self.pick();
         Ok(())
