@@ -25,6 +25,9 @@ pub struct Entry {
     pub txid: i64,
     pub done: bool,
     pub shards: Vec<u32>,
+    /// Some((gtid, coordinator log path)) for a record of a multi-table transaction that is not
+    /// known to be decided yet.
+    pub prepared: Option<(String, String)>,
 }
 
 impl TxLog {
@@ -75,12 +78,23 @@ impl TxLog {
     }
 
     /// Writes the durable record of a multi-shard transaction: the commit point.
-    pub fn write_record(&self, shards: &[u32], images: &[(u32, i64, Option<Vec<u8>>)]) -> Result<i64> {
+    /// `prepared`: Some((gtid, coordinator log path)) for a part of a multi-table transaction.
+    pub fn write_record(
+        &self,
+        shards: &[u32],
+        images: &[(u32, i64, Option<Vec<u8>>)],
+        prepared: Option<(&str, &str)>,
+    ) -> Result<i64> {
         self.conn.exec("BEGIN IMMEDIATE")?;
         let r = (|| -> Result<i64> {
             let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
-            let mut st = self.conn.prepare("INSERT INTO txn(state, shards) VALUES ('pending', ?1) RETURNING txid")?;
+            let mut st = self.conn.prepare(
+                "INSERT INTO txn(state, shards, gtid, coord) VALUES (?2, ?1, ?3, ?4) RETURNING txid",
+            )?;
             st.bind(1, &Value::text(&list.join(",")))?;
+            st.bind(2, &Value::text(if prepared.is_some() { "prepared" } else { "pending" }))?;
+            st.bind(3, &prepared.map(|p| Value::text(p.0)).unwrap_or(Value::Null))?;
+            st.bind(4, &prepared.map(|p| Value::text(p.1)).unwrap_or(Value::Null))?;
             st.step()?;
             let txid = st.column_i64(0);
             drop(st);
@@ -140,18 +154,21 @@ impl TxLog {
 
     pub fn entries(&self, include_done: bool) -> Result<Vec<Entry>> {
         let sql = if include_done {
-            "SELECT txid, state, shards FROM txn ORDER BY txid"
+            "SELECT txid, state, shards, gtid, coord FROM txn ORDER BY txid"
         } else {
-            "SELECT txid, state, shards FROM txn WHERE state = 'pending' ORDER BY txid"
+            "SELECT txid, state, shards, gtid, coord FROM txn WHERE state <> 'done' ORDER BY txid"
         };
         let mut st = self.conn.prepare(sql)?;
         let mut out = Vec::new();
         while st.step()? {
             let shards = String::from_utf8_lossy(&st.column_value(2).to_text()).into_owned();
+            let state = st.column_value(1);
+            let text = |i: usize| String::from_utf8_lossy(&st.column_value(i).to_text()).into_owned();
             out.push(Entry {
                 txid: st.column_i64(0),
-                done: st.column_value(1) == Value::text("done"),
+                done: state == Value::text("done"),
                 shards: parse_shard_list(&shards),
+                prepared: if state == Value::text("prepared") { Some((text(3), text(4))) } else { None },
             });
         }
         Ok(out)
@@ -178,6 +195,27 @@ impl TxLog {
             out.push((st.column_i64(0), img));
         }
         Ok(out)
+    }
+
+    /// Writes the decision of multi-table transaction `gtid` (durable: synchronous=FULL).
+    pub fn write_decision(&self, gtid: &str) -> Result<()> {
+        let mut st = self.conn.prepare("INSERT OR IGNORE INTO decision(gtid) VALUES (?1)")?;
+        st.bind(1, &Value::text(gtid))?;
+        st.step().map(|_| ())
+    }
+
+    pub fn has_decision(&self, gtid: &str) -> Result<bool> {
+        let mut st = self.conn.prepare("SELECT 1 FROM decision WHERE gtid = ?1")?;
+        st.bind(1, &Value::text(gtid))?;
+        st.step()
+    }
+
+    /// Opens another table's log (the coordinator of a multi-table transaction).
+    pub fn open_path(path: &Path) -> Result<TxLog> {
+        if !path.exists() {
+            return Err(Error::catalog(format!("sharded: coordinator log {} is missing", path.display())));
+        }
+        Self::configure(Connection::open(&path.to_string_lossy(), OPEN_READWRITE)?)
     }
 
     /// Transaction ids still in the log.

@@ -33,6 +33,7 @@
 //! `0` NULL; `1` INTEGER i64 BE; `2` REAL f64 bits BE; `3` TEXT u32 BE length + bytes;
 //! `4` BLOB u32 BE length + bytes.
 
+pub mod group;
 pub mod log;
 
 use crate::error::{Error, Result};
@@ -43,8 +44,14 @@ pub const TXLOG_FILE: &str = "txlog.db";
 pub const TXLOG_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS txn(
   txid    INTEGER PRIMARY KEY,
-  state   TEXT NOT NULL CHECK (state IN ('pending', 'done')),
+  state   TEXT NOT NULL CHECK (state IN ('prepared', 'pending', 'done')),
   shards  TEXT NOT NULL,              -- participant shard ids, comma-separated
+  created REAL NOT NULL DEFAULT (julianday('now')),
+  gtid    TEXT,                       -- prepared: the host transaction spanning several tables
+  coord   TEXT                        -- prepared: path of the log holding its decision
+);
+CREATE TABLE IF NOT EXISTS decision(
+  gtid    TEXT PRIMARY KEY,           -- decided multi-table transactions (commit points)
   created REAL NOT NULL DEFAULT (julianday('now'))
 );
 CREATE TABLE IF NOT EXISTS redo(

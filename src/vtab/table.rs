@@ -42,6 +42,7 @@ use crate::routing::ShardId;
 use crate::shard::catalog::{Catalog, IndexEntry};
 use crate::shard::conn::{index_sql, ShardConn};
 use crate::shard::SHARD_TABLE;
+use crate::txn::group;
 use crate::txn::log::{Entry, TxLog};
 use crate::txn::{decode_row, encode_row, MARKER_DDL};
 use crate::value::{apply_affinity, Affinity, Value};
@@ -86,6 +87,10 @@ pub struct ShardedTable {
     touched: BTreeMap<ShardId, Vec<i64>>,
     /// set between xSync and xCommit/xRollback of a multi-shard transaction
     pending_txid: Option<i64>,
+    /// path of txlog.db (for multi-table transactions, see txn::group)
+    txlog_path: PathBuf,
+    /// joined the host transaction's group of writing tables
+    joined: bool,
     /// uniqueness rules that need a look at other shards (see config::cross_shard_unique_groups)
     unique_groups: Vec<config::UniqueGroup>,
 }
@@ -198,6 +203,10 @@ impl ShardedTable {
     fn write_conn(&mut self, id: ShardId) -> Result<&mut ShardConn> {
         let depth = self.sp_depth;
         let in_txn = self.in_txn;
+        if in_txn && !self.joined {
+            group::join(self.host, self.self_addr, self.txlog_path.clone());
+            self.joined = true;
+        }
         let c = self.conn(id)?;
         if in_txn {
             c.ensure_txn(depth)?;
@@ -700,18 +709,62 @@ impl ShardedTable {
         if entries.is_empty() {
             return Ok(());
         }
+        let mut kept = Vec::new();
         for e in &entries {
+            if let Some((gtid, coord)) = &e.prepared {
+                if !self.prepared_is_decided(e, gtid, coord)? {
+                    // Never decided and its owner is gone: the transaction did not commit.
+                    self.txlog.delete(&[e.txid])?;
+                    continue;
+                }
+            }
             for &s in &e.shards {
                 self.recover_shard(e.txid, ShardId(s))?;
             }
             if !e.done {
                 self.txlog.mark_done(e.txid)?;
             }
+            kept.push(e.clone());
         }
         if include_done {
-            self.forget(&entries)?;
+            self.forget(&kept)?;
         }
         Ok(())
+    }
+
+    /// Whether the multi-table transaction of a `prepared` record was decided. When no decision
+    /// is found, the first participant's write lock is taken first, so a live owner (which holds
+    /// it until it commits) is waited for; a marker found there also proves the decision.
+    fn prepared_is_decided(&mut self, e: &Entry, gtid: &str, coord: &str) -> Result<bool> {
+        let decided = |t: &mut Self| -> Result<bool> {
+            if Path::new(coord) == t.txlog_path {
+                t.txlog.has_decision(gtid)
+            } else if Path::new(coord).exists() {
+                TxLog::open_path(Path::new(coord))?.has_decision(gtid)
+            } else {
+                Ok(false)
+            }
+        };
+        if decided(self)? {
+            return Ok(true);
+        }
+        let Some(&first) = e.shards.first() else { return Ok(false) };
+        let c = self.conn(ShardId(first))?;
+        c.conn.exec("BEGIN IMMEDIATE")?;
+        let marker = (|| -> Result<bool> {
+            c.conn.exec(MARKER_DDL)?;
+            let mut has = c.conn.prepare("SELECT 1 FROM _shardvt_txn WHERE txid = ?1")?;
+            has.bind_i64(1, e.txid)?;
+            has.step()
+        })();
+        let r = match marker {
+            Ok(true) => Ok(true),
+            Ok(false) => decided(self),
+            Err(err) => Err(err),
+        };
+        let c = self.conn(ShardId(first))?;
+        let _ = c.conn.exec("ROLLBACK");
+        r
     }
 
     fn recover_shard(&mut self, txid: i64, id: ShardId) -> Result<bool> {
@@ -942,6 +995,7 @@ impl VTab for ShardedTable {
             Catalog::open(&dir, &name, &cfg)?
         };
         let txlog = if create { TxLog::create(&catalog.dir)? } else { TxLog::open(&catalog.dir)? };
+        let txlog_path_of_dir = catalog.dir.join(crate::txn::TXLOG_FILE);
         let declared = format!("CREATE TABLE x({})", cfg.schema_body());
         let collations = cfg.columns.iter().map(|c| c.collation.clone()).collect();
         let prefix_rule = match &cfg.strategy {
@@ -977,6 +1031,8 @@ impl VTab for ShardedTable {
             txlog,
             touched: BTreeMap::new(),
             pending_txid: None,
+            txlog_path: txlog_path_of_dir,
+            joined: false,
             unique_groups: Vec::new(),
         };
         let mut t = t;
@@ -1099,7 +1155,15 @@ impl VTab for ShardedTable {
     fn sync(&mut self) -> Result<()> {
         let participants: Vec<ShardId> =
             self.conns.iter().filter(|(_, c)| c.txn_levels.is_some()).map(|(id, _)| *id).collect();
-        if participants.len() < 2 {
+        let group = if self.joined { group::get(self.host) } else { None };
+        let prepared: Option<(String, String)> = match &group {
+            Some(g) if g.writers.len() > 1 => Some((
+                g.gtid.clone(),
+                group::coordinator(g).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+            )),
+            _ => None,
+        };
+        if participants.len() < 2 && prepared.is_none() {
             return Ok(()); // one shard: its own COMMIT is atomic; no log, no extra fsync
         }
         // Final images of every touched row, read inside the shards' open transactions.
@@ -1130,12 +1194,24 @@ impl VTab for ShardedTable {
             c.give(&select, st);
         }
         let shard_nums: Vec<u32> = participants.iter().map(|s| s.0).collect();
-        let txid = self.txlog.write_record(&shard_nums, &images)?;
+        let txid =
+            self.txlog.write_record(&shard_nums, &images, prepared.as_ref().map(|(g, c)| (g.as_str(), c.as_str())))?;
         self.pending_txid = Some(txid);
         for id in participants {
             let c = self.conn(id)?;
             c.conn.exec(MARKER_DDL)?;
             c.run("INSERT INTO _shardvt_txn(txid) VALUES (?1)", |st| st.bind_i64(1, txid))?;
+        }
+        if let Some((gtid, coord)) = prepared {
+            // The last table of the group to reach xSync writes the decision: the commit point
+            // of the whole host transaction. Failing here fails COMMIT; SQLite rolls back all.
+            if group::synced(self.host) {
+                if Path::new(&coord) == self.txlog_path {
+                    self.txlog.write_decision(&gtid)?;
+                } else {
+                    TxLog::open_path(Path::new(&coord))?.write_decision(&gtid)?;
+                }
+            }
         }
         Ok(())
     }
@@ -1154,6 +1230,10 @@ impl VTab for ShardedTable {
         self.in_txn = false;
         self.sp_depth = 0;
         self.touched.clear();
+        if self.joined {
+            group::leave(self.host, self.self_addr);
+            self.joined = false;
+        }
         if let Some(txid) = self.pending_txid.take() {
             if first_err.is_some() {
                 // The decision is durable: re-apply the images to the shard that failed.
@@ -1186,6 +1266,10 @@ impl VTab for ShardedTable {
         self.sp_depth = 0;
         self.rowid_memo.clear();
         self.touched.clear();
+        if self.joined {
+            group::leave(self.host, self.self_addr);
+            self.joined = false;
+        }
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
