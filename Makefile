@@ -6,7 +6,7 @@ EXT := libshardvt.so
 PY ?= python3
 SQLITE3 ?= sqlite3
 
-.PHONY: all build test unit golden slt conformance python rust-host demo bench crash clean check-so
+.PHONY: all build test unit golden slt conformance python rust-host demo bench crash soak clean check-so
 
 all: build
 
@@ -44,6 +44,16 @@ rust-host: $(EXT)
 	tests/rust_host/target/release/shardvt-rust-host ./$(EXT)
 
 test: check-so unit golden slt conformance python rust-host
+
+# Benchmarks and long runs (not part of `make test`).
+bench: $(EXT)
+	$(PY) bench/bench.py --ext ./$(EXT)
+
+crash: $(EXT)
+	$(PY) tests/crash/harness.py --rounds 1000
+
+soak: $(EXT)
+	$(PY) tests/crash/soak.py --procs 4 --seconds 60
 
 demo: $(EXT)
 	@rm -rf build/demo && mkdir -p build/demo

@@ -18,6 +18,8 @@
 //! | prefix_depth  | prefix   | 1                                | separators kept, 1..=64              |
 //! | prefix_len    | prefix   | none                             | prefix length in characters, 1..=1024|
 //! | dir           | both     | `<db file>.<table>.shards`       | folder for catalog and shard files   |
+//! | outbox        | both     | off                              | `on`: record every committed change  |
+//! |               |          |                                  | in a transactional outbox (`outbox`) |
 //!
 //! Invariants: the result names an existing column as key; hash-only and prefix-only options are
 //! never mixed; a prefix table has `prefix_sep` or `prefix_len`.
@@ -26,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::value::{affinity_of, Affinity};
 
 pub const OPTION_NAMES: &[&str] =
-    &["shard_key", "strategy", "shards", "buckets", "prefix_sep", "prefix_depth", "prefix_len", "dir"];
+    &["shard_key", "strategy", "shards", "buckets", "prefix_sep", "prefix_depth", "prefix_len", "dir", "outbox"];
 pub const MAX_SHARDS: u32 = 1024;
 pub const MAX_BUCKETS: u32 = 65536;
 pub const DEFAULT_SHARDS: u32 = 4;
@@ -59,6 +61,8 @@ pub struct TableConfig {
     pub key_column: usize,
     pub strategy: Strategy,
     pub dir: Option<String>,
+    /// `outbox=on`: committed changes are also recorded in each shard's outbox (see `outbox`).
+    pub outbox: bool,
 }
 
 impl TableConfig {
@@ -508,7 +512,14 @@ pub fn parse(args: &[&str]) -> Result<TableConfig> {
             return Err(Error::config("sharded: dir must not be empty"));
         }
     }
-    Ok(TableConfig { columns, table_constraints, key_column, strategy, dir })
+    let outbox = match get("outbox").map(|v| unquote(&v).to_ascii_lowercase()).as_deref() {
+        None | Some("off") => false,
+        Some("on") => true,
+        Some(other) => {
+            return Err(Error::config(format!("sharded: option outbox={other} is not valid (expected on or off)")))
+        }
+    };
+    Ok(TableConfig { columns, table_constraints, key_column, strategy, dir, outbox })
 }
 
 #[cfg(test)]
@@ -579,6 +590,15 @@ mod tests {
         assert!(p(&["a", "shard_key=a", "buckets=2", "shards=4"]).is_err());
         assert!(p(&["a", "a", "shard_key=a"]).unwrap_err().message.contains("duplicate column"));
         assert!(p(&["a", "shard_key=a", "dir="]).is_err());
+        assert!(p(&["a", "shard_key=a", "outbox=yes"]).unwrap_err().message.contains("expected on or off"));
+    }
+
+    #[test]
+    fn outbox_option() {
+        assert!(!p(&["a", "shard_key=a"]).unwrap().outbox);
+        assert!(!p(&["a", "shard_key=a", "outbox=off"]).unwrap().outbox);
+        assert!(p(&["a", "shard_key=a", "outbox=ON"]).unwrap().outbox);
+        assert!(p(&["a", "shard_key=a", "outbox='on'", "strategy=prefix", "prefix_len=1"]).unwrap().outbox);
     }
 
     #[test]

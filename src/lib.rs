@@ -20,12 +20,14 @@
 //! and catches every panic before it can reach SQLite.
 #![deny(unsafe_code)]
 
+pub mod agg;
 pub mod config;
 pub mod entry;
 pub mod error;
 pub mod ffi;
 pub mod functions;
 pub mod merge;
+pub mod outbox;
 pub mod planner;
 pub mod routing;
 pub mod shard;

@@ -11,6 +11,8 @@
 //! | `shardvt_io_stats([path filter])` | JSON I/O statistics of the `shardvt` VFS |
 //! | `shardvt_fault(spec)` | 'ok'; sets the VFS fault plan (tests, benchmarks) |
 
+pub mod outbox;
+
 use crate::error::{Error, Result};
 use crate::ffi::api::{host_threadsafe, host_version_string, ValueRef, MIN_SQLITE_VERSION};
 use crate::ffi::func::FnContext;

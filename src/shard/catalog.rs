@@ -80,13 +80,19 @@ fn text_of(v: Option<Value>) -> String {
     }
 }
 
-/// What the catalog remembers of the options (compared on every connect).
+/// What the catalog remembers of the options (compared on every connect). ` outbox=on` is
+/// appended only when on, so catalogs made before the option existed still match.
 fn options_fingerprint(cfg: &TableConfig) -> String {
-    match &cfg.strategy {
+    let base = match &cfg.strategy {
         Strategy::Hash { shards, buckets } => format!("hash shards={shards} buckets={buckets}"),
         Strategy::Prefix { sep, depth, len } => {
             format!("prefix sep={:?} depth={depth} len={:?}", sep, len)
         }
+    };
+    if cfg.outbox {
+        format!("{base} outbox=on")
+    } else {
+        base
     }
 }
 

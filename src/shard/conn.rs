@@ -143,6 +143,20 @@ impl ShardConn {
         r
     }
 
+    /// `BEGIN IMMEDIATE` without waiting: Ok(false) when another connection holds the write lock.
+    /// Recovery uses it so that it never waits for a live committer while its own host statement
+    /// holds locks that committer may need (that would deadlock until the busy timeout).
+    pub fn try_begin_immediate(&self) -> Result<bool> {
+        self.conn.busy_timeout(0);
+        let r = self.conn.exec("BEGIN IMMEDIATE");
+        self.conn.busy_timeout(BUSY_TIMEOUT_MS);
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() & 0xff == 5 => Ok(false),
+            Err(e) => Err(self.annotate(e)),
+        }
+    }
+
     /// Starts the shard's write transaction and opens savepoints up to `depth`.
     ///
     /// Savepoint names: `s0` is opened right after BEGIN and stands for the transaction start

@@ -18,6 +18,8 @@ pub struct TxLog {
     dv_stmt: Option<crate::ffi::api::Statement>,
     conn: Connection,
     data_version: i64,
+    /// side-table rows to write with the next record (see `stage_side`)
+    staged_side: std::cell::RefCell<Vec<super::SideImage>>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,7 +36,8 @@ impl TxLog {
     fn configure(conn: Connection) -> Result<TxLog> {
         conn.busy_timeout(BUSY_TIMEOUT_MS);
         conn.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
-        Ok(TxLog { dv_stmt: None, conn, data_version: -1 })
+        conn.exec(super::REDO_SIDE_DDL)?;
+        Ok(TxLog { dv_stmt: None, conn, data_version: -1, staged_side: Default::default() })
     }
 
     pub fn create(dir: &Path) -> Result<TxLog> {
@@ -61,6 +64,11 @@ impl TxLog {
             )));
         }
         Self::configure(Connection::open(&p.to_string_lossy(), OPEN_READWRITE)?)
+    }
+
+    /// Makes the next `changed()` report a change (to retry work left for later).
+    pub fn invalidate(&mut self) {
+        self.data_version = -1;
     }
 
     /// True when another connection wrote to the log since the last call.
@@ -107,6 +115,18 @@ impl TxLog {
                 ins.step()?;
                 ins.reset();
             }
+            drop(ins);
+            let side = std::mem::take(&mut *self.staged_side.borrow_mut());
+            let mut ins = self.conn.prepare("INSERT OR REPLACE INTO redo_side(txid, shard, tbl, rid, image) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for s in &side {
+                ins.bind_i64(1, txid)?;
+                ins.bind_i64(2, s.shard as i64)?;
+                ins.bind(3, &Value::text(&s.table))?;
+                ins.bind_i64(4, s.rid)?;
+                ins.bind(5, &Value::Blob(s.image.clone()))?;
+                ins.step()?;
+                ins.reset();
+            }
             Ok(txid)
         })();
         match r {
@@ -121,6 +141,29 @@ impl TxLog {
         }
     }
 
+    /// Side-table rows (the outbox) to write in the same transaction as the next
+    /// `write_record`, which takes them; staging again replaces them.
+    pub fn stage_side(&self, rows: Vec<super::SideImage>) {
+        *self.staged_side.borrow_mut() = rows;
+    }
+
+    /// The side-table rows of `txid` for `shard`: (table, rowid, image).
+    pub fn side_rows(&self, txid: i64, shard: u32) -> Result<Vec<(String, i64, Vec<u8>)>> {
+        let mut st = self.conn.prepare("SELECT tbl, rid, image FROM redo_side WHERE txid = ?1 AND shard = ?2 ORDER BY tbl, rid")?;
+        st.bind_i64(1, txid)?;
+        st.bind_i64(2, shard as i64)?;
+        let mut out = Vec::new();
+        while st.step()? {
+            let tbl = String::from_utf8_lossy(&st.column_value(0).to_text()).into_owned();
+            let img = match st.column_value(2) {
+                Value::Blob(b) | Value::Text(b) => b,
+                _ => return Err(Error::catalog("sharded: corrupt side row in txlog.db")),
+            };
+            out.push((tbl, st.column_i64(1), img));
+        }
+        Ok(out)
+    }
+
     pub fn mark_done(&self, txid: i64) -> Result<()> {
         let mut st = self.conn.prepare("UPDATE txn SET state = 'done' WHERE txid = ?1")?;
         st.bind_i64(1, txid)?;
@@ -133,6 +176,7 @@ impl TxLog {
         let r = (|| -> Result<()> {
             let mut a = self.conn.prepare("DELETE FROM txn WHERE txid = ?1")?;
             let mut b = self.conn.prepare("DELETE FROM redo WHERE txid = ?1")?;
+            let mut c = self.conn.prepare("DELETE FROM redo_side WHERE txid = ?1")?;
             for t in txids {
                 a.bind_i64(1, *t)?;
                 a.step()?;
@@ -140,6 +184,9 @@ impl TxLog {
                 b.bind_i64(1, *t)?;
                 b.step()?;
                 b.reset();
+                c.bind_i64(1, *t)?;
+                c.step()?;
+                c.reset();
             }
             Ok(())
         })();
@@ -216,6 +263,12 @@ impl TxLog {
             return Err(Error::catalog(format!("sharded: coordinator log {} is missing", path.display())));
         }
         Self::configure(Connection::open(&path.to_string_lossy(), OPEN_READWRITE)?)
+    }
+
+    pub fn entry_exists(&self, txid: i64) -> Result<bool> {
+        let mut st = self.conn.prepare("SELECT 1 FROM txn WHERE txid = ?1")?;
+        st.bind_i64(1, txid)?;
+        st.step()
     }
 
     /// Transaction ids still in the log.

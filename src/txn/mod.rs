@@ -63,6 +63,29 @@ CREATE TABLE IF NOT EXISTS redo(
 ) WITHOUT ROWID;
 ";
 
+/// Rows of shard *side tables* (the outbox, `crate::outbox`) written by a multi-shard
+/// transaction, so recovery restores them with the data rows. `table` names the shard table,
+/// `rid` is the row's rowid there, `image` its other columns (encoded as `redo.image`).
+pub const REDO_SIDE_DDL: &str = "
+CREATE TABLE IF NOT EXISTS redo_side(
+  txid  INTEGER NOT NULL,
+  shard INTEGER NOT NULL,
+  tbl   TEXT NOT NULL,                -- shard table: _shardvt_outbox, _shardvt_outbox_commit
+  rid   INTEGER NOT NULL,             -- its rowid (seq / last_seq)
+  image BLOB NOT NULL,                -- its other columns, encoded as redo.image
+  PRIMARY KEY (txid, shard, tbl, rid)
+) WITHOUT ROWID;
+";
+
+/// One row of a side table for the redo record (see [`REDO_SIDE_DDL`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SideImage {
+    pub shard: u32,
+    pub table: String,
+    pub rid: i64,
+    pub image: Vec<u8>,
+}
+
 /// The marker table inside every shard file.
 pub const MARKER_DDL: &str = "CREATE TABLE IF NOT EXISTS _shardvt_txn(txid INTEGER PRIMARY KEY)";
 

@@ -1,6 +1,8 @@
-//! Virtual tables: `sharded` (the table), `shardvt_shards` (its shard map as rows).
+//! Virtual tables: `sharded` (the table), `shardvt_shards` (its shard map as rows), `sharded_agg`
+//! (an exact cross-shard aggregate query as rows; the rewrite lives in `crate::agg`).
 //! Orchestration only: the logic lives in `config`, `routing`, `planner`, `merge` and `shard`.
 
+pub mod agg_tvf;
 pub mod cursor;
 pub mod explain;
 pub mod registry;

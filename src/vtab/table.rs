@@ -34,6 +34,7 @@ use crate::config::{self, quote_ident, Strategy, TableConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ffi::api::{HostDb, Statement, ValueRef};
 use crate::ffi::vtab::{IndexInfo, VTab};
+use crate::outbox::{Capture, Op, Record};
 use crate::planner::{self, ConstraintIn};
 use crate::routing::hash::bucket_of;
 use crate::routing::prefix::{prefix_file_name, prefix_of, PrefixRule};
@@ -49,6 +50,8 @@ use crate::value::{apply_affinity, Affinity, Value};
 
 use super::cursor::ShardedCursor;
 use super::registry;
+
+mod outbox_hooks;
 
 /// Auto-assigned rowids are reserved from the catalog in blocks of this many.
 pub const ROWID_BLOCK: i64 = 1024;
@@ -93,6 +96,8 @@ pub struct ShardedTable {
     joined: bool,
     /// uniqueness rules that need a look at other shards (see config::cross_shard_unique_groups)
     unique_groups: Vec<config::UniqueGroup>,
+    /// outbox=on: change capture and the outbox store (see `outbox_hooks`, `crate::outbox`)
+    outbox: Option<Capture>,
 }
 
 /// Multi-shard commits between two clean-ups of the log.
@@ -279,7 +284,7 @@ impl ShardedTable {
                 if let Some(other) = other {
                     match on_conflict {
                         ON_CONFLICT_REPLACE => {
-                            self.delete_in(id, other)?;
+                            self.delete_in(id, other, Record::Change)?;
                             self.rowid_memo.remove(&other);
                         }
                         ON_CONFLICT_IGNORE => return Ok(false),
@@ -406,11 +411,12 @@ impl ShardedTable {
     }
 
     /// Runs the DELETE template on shard `id` for `rowid` inside the transaction.
-    fn delete_in(&mut self, id: ShardId, rowid: i64) -> Result<()> {
+    fn delete_in(&mut self, id: ShardId, rowid: i64, rec: Record) -> Result<()> {
         let sql = self.sql_delete.clone();
+        let before = self.outbox_before(id, rowid, rec)?;
         self.write_conn(id)?.run(&sql, |st| st.bind_i64(1, rowid)).map_err(|e| self.table_error(e))?;
         self.touch(id, rowid);
-        Ok(())
+        self.outbox_record(id, Op::Delete, rowid, before)
     }
 
     pub(crate) fn remember(&mut self, rowid: i64, id: ShardId) {
@@ -480,16 +486,18 @@ impl ShardedTable {
         Error::constraint(format!("UNIQUE constraint failed: {}.{col}", self.name))
     }
 
-    fn insert_into(&mut self, id: ShardId, mode: usize, rowid: i64, args: &[ValueRef<'_>], mask: Option<&[bool]>) -> Result<bool> {
+    fn insert_into(&mut self, id: ShardId, mode: usize, rowid: i64, args: &[ValueRef<'_>], mask: Option<&[bool]>, rec: Record) -> Result<bool> {
         self.write_conn(id)?;
         let sql = match mask {
             None => self.sql_insert[mode].clone(),
             Some(m) => self.insert_sql_for(mode, m),
         };
-        let cols = &self.cfg.columns;
-        let conn = self.conns.get_mut(&id).expect("opened by write_conn");
-        let changed = conn.run(&sql, |st| bind_row(cols, mask, st, rowid, args).map(|_| ()))?;
+        let cfg = self.cfg.clone();
+        let changed = self.write_captured(id, mode, |conn| conn.run(&sql, |st| bind_row(&cfg.columns, mask, st, rowid, args).map(|_| ())))?;
         self.touch(id, rowid);
+        if changed > 0 && rec == Record::Change {
+            self.outbox_record(id, Op::Create, rowid, None)?;
+        }
         Ok(changed > 0)
     }
 
@@ -564,7 +572,7 @@ impl ShardedTable {
                 for id in self.all_shards()? {
                     if id != target && self.conn(id)?.has_rowid(r)? {
                         match on_conflict {
-                            ON_CONFLICT_REPLACE => self.delete_in(id, r)?,
+                            ON_CONFLICT_REPLACE => self.delete_in(id, r, Record::Change)?,
                             ON_CONFLICT_IGNORE => return Err(Error::ignored()),
                             _ => return Err(self.rowid_conflict()),
                         }
@@ -593,7 +601,7 @@ impl ShardedTable {
             }
         }
         let mask = self.supplied_columns();
-        match self.insert_into(target, mode, rowid, args, mask.as_deref()) {
+        match self.insert_into(target, mode, rowid, args, mask.as_deref(), Record::Change) {
             Ok(true) => {
                 self.remember(rowid, target);
                 Ok(rowid)
@@ -611,7 +619,7 @@ impl ShardedTable {
 
     fn do_delete(&mut self, rowid: i64) -> Result<()> {
         if let Some(id) = self.locate(rowid)? {
-            self.delete_in(id, rowid)?;
+            self.delete_in(id, rowid, Record::Change)?;
             self.rowid_memo.remove(&rowid);
         }
         Ok(())
@@ -641,7 +649,7 @@ impl ShardedTable {
             for id in self.all_shards()? {
                 if id != source && id != target && self.conn(id)?.has_rowid(new)? {
                     match on_conflict {
-                        ON_CONFLICT_REPLACE => self.delete_in(id, new)?,
+                        ON_CONFLICT_REPLACE => self.delete_in(id, new, Record::Change)?,
                         ON_CONFLICT_IGNORE => return Err(Error::ignored()),
                         _ => return Err(self.rowid_conflict()),
                     }
@@ -660,29 +668,37 @@ impl ShardedTable {
         }
         if source == target {
             self.write_conn(source)?;
-            let cols = &self.cfg.columns;
-            let conn = self.conns.get_mut(&source).expect("opened by write_conn");
-            let r = conn.run(&self.sql_update[mode], |st| {
-                let n = bind_row(cols, None, st, new, args)?;
-                st.bind_i64(n, old)
+            let before = self.outbox_before(source, old, Record::Change)?;
+            let cfg = self.cfg.clone();
+            let sql = self.sql_update[mode].clone();
+            let r = self.write_captured(source, mode, |conn| {
+                conn.run(&sql, |st| {
+                    let n = bind_row(&cfg.columns, None, st, new, args)?;
+                    st.bind_i64(n, old)
+                })
             });
             if r.map_err(|e| self.table_error(e))? == 0 && mode == 2 {
                 return Err(Error::ignored());
             }
             self.touch(source, old);
             self.touch(source, new);
+            self.outbox_record(source, Op::Update, new, before)?;
         } else {
-            // Move: insert into the new shard first, then delete from the old one.
-            let inserted = self.insert_into(target, mode, new, args, None).map_err(|e| self.table_error(e))?;
+            // Move: insert into the new shard first, then delete from the old one. The outbox
+            // records the pair as one update, in the new shard.
+            let before = self.outbox_before(source, old, Record::Change)?;
+            let inserted =
+                self.insert_into(target, mode, new, args, None, Record::PartOfMove).map_err(|e| self.table_error(e))?;
             if !inserted {
                 return Err(Error::ignored()); // OR IGNORE: the row stays where it was
             }
-            if let Err(e) = self.delete_in(source, old) {
+            if let Err(e) = self.delete_in(source, old, Record::PartOfMove) {
                 // undo the insert so the row is not duplicated
                 let sql = self.sql_delete.clone();
                 let _ = self.write_conn(target)?.run(&sql, |st| st.bind_i64(1, new));
                 return Err(e);
             }
+            self.outbox_record(target, Op::Update, new, before)?;
         }
         self.rowid_memo.remove(&old);
         self.remember(new, target);
@@ -710,21 +726,38 @@ impl ShardedTable {
             return Ok(());
         }
         let mut kept = Vec::new();
+        let mut unfinished = false;
         for e in &entries {
             if let Some((gtid, coord)) = &e.prepared {
-                if !self.prepared_is_decided(e, gtid, coord)? {
-                    // Never decided and its owner is gone: the transaction did not commit.
-                    self.txlog.delete(&[e.txid])?;
-                    continue;
+                match self.prepared_is_decided(e, gtid, coord)? {
+                    Some(true) => {}
+                    Some(false) => {
+                        // Never decided and its owner is gone: the transaction did not commit.
+                        self.txlog.delete(&[e.txid])?;
+                        continue;
+                    }
+                    None => {
+                        unfinished = true; // its owner is still at work
+                        continue;
+                    }
                 }
             }
+            let mut busy = false;
             for &s in &e.shards {
-                self.recover_shard(e.txid, ShardId(s))?;
+                busy |= self.recover_shard(e.txid, ShardId(s))? == ShardRecovery::Busy;
+            }
+            if busy {
+                unfinished = true; // a live committer holds that shard: it finishes itself
+                continue;
             }
             if !e.done {
                 self.txlog.mark_done(e.txid)?;
             }
             kept.push(e.clone());
+        }
+        if unfinished {
+            // look again at the next opportunity even if the log does not change meanwhile
+            self.txlog.invalidate();
         }
         if include_done {
             self.forget(&kept)?;
@@ -735,7 +768,7 @@ impl ShardedTable {
     /// Whether the multi-table transaction of a `prepared` record was decided. When no decision
     /// is found, the first participant's write lock is taken first, so a live owner (which holds
     /// it until it commits) is waited for; a marker found there also proves the decision.
-    fn prepared_is_decided(&mut self, e: &Entry, gtid: &str, coord: &str) -> Result<bool> {
+    fn prepared_is_decided(&mut self, e: &Entry, gtid: &str, coord: &str) -> Result<Option<bool>> {
         let decided = |t: &mut Self| -> Result<bool> {
             if Path::new(coord) == t.txlog_path {
                 t.txlog.has_decision(gtid)
@@ -746,11 +779,13 @@ impl ShardedTable {
             }
         };
         if decided(self)? {
-            return Ok(true);
+            return Ok(Some(true));
         }
-        let Some(&first) = e.shards.first() else { return Ok(false) };
+        let Some(&first) = e.shards.first() else { return Ok(Some(false)) };
         let c = self.conn(ShardId(first))?;
-        c.conn.exec("BEGIN IMMEDIATE")?;
+        if !c.try_begin_immediate()? {
+            return Ok(None);
+        }
         let marker = (|| -> Result<bool> {
             c.conn.exec(MARKER_DDL)?;
             let mut has = c.conn.prepare("SELECT 1 FROM _shardvt_txn WHERE txid = ?1")?;
@@ -758,8 +793,8 @@ impl ShardedTable {
             has.step()
         })();
         let r = match marker {
-            Ok(true) => Ok(true),
-            Ok(false) => decided(self),
+            Ok(true) => Ok(Some(true)),
+            Ok(false) => decided(self).map(Some),
             Err(err) => Err(err),
         };
         let c = self.conn(ShardId(first))?;
@@ -767,8 +802,9 @@ impl ShardedTable {
         r
     }
 
-    fn recover_shard(&mut self, txid: i64, id: ShardId) -> Result<bool> {
+    fn recover_shard(&mut self, txid: i64, id: ShardId) -> Result<ShardRecovery> {
         let rows = self.txlog.redo_rows(txid, id.0)?;
+        let side = self.txlog.side_rows(txid, id.0)?;
         let names: Vec<String> =
             self.cfg.columns.iter().filter(|c| !c.is_rowid_alias).map(|c| quote_ident(&c.name)).collect();
         let mut col_list = String::from("rowid");
@@ -779,16 +815,26 @@ impl ShardedTable {
         }
         let upsert = format!("INSERT OR REPLACE INTO {SHARD_TABLE}({col_list}) VALUES ({vals})");
         let delete = self.sql_delete.clone();
-        let c = self.conn(id)?;
-        c.conn.exec("BEGIN IMMEDIATE")?;
-        let r = (|| -> Result<bool> {
+        self.conn(id)?;
+        let txlog = &self.txlog;
+        let c = self.conns.get_mut(&id).expect("opened above");
+        if !c.try_begin_immediate()? {
+            return Ok(ShardRecovery::Busy);
+        }
+        let r = (|| -> Result<ShardRecovery> {
             c.conn.exec(MARKER_DDL)?;
             let mut has = c.conn.prepare("SELECT 1 FROM _shardvt_txn WHERE txid = ?1")?;
             has.bind_i64(1, txid)?;
             if has.step()? {
-                return Ok(false);
+                return Ok(ShardRecovery::AlreadyThere);
             }
             drop(has);
+            // Under this shard's lock: an entry that is gone was finished and forgotten (the
+            // clean-up deletes entries before markers, and needs this lock for the markers), so a
+            // missing marker then means nothing; re-applying old images would undo newer writes.
+            if !txlog.entry_exists(txid)? {
+                return Ok(ShardRecovery::Forgotten);
+            }
             for (rid, img) in &rows {
                 match img {
                     None => {
@@ -806,19 +852,20 @@ impl ShardedTable {
                     }
                 }
             }
+            crate::outbox::apply_redo(&c.conn, &side)?;
             c.run("INSERT INTO _shardvt_txn(txid) VALUES (?1)", |st| st.bind_i64(1, txid))?;
-            Ok(true)
+            Ok(ShardRecovery::Applied)
         })();
         match r {
-            Ok(applied) => {
+            Ok(outcome) => {
                 c.conn.exec("COMMIT")?;
-                if applied {
+                if outcome == ShardRecovery::Applied {
                     crate::ffi::api::log(
                         crate::error::codes::ERROR | (2 << 8),
                         &format!("sharded: recovered multi-shard transaction {txid} on shard {}", id.0),
                     );
                 }
-                Ok(applied)
+                Ok(outcome)
             }
             Err(e) => {
                 let _ = c.conn.exec("ROLLBACK");
@@ -830,22 +877,41 @@ impl ShardedTable {
     /// Forgets finished log entries: first make the participants' commits durable (a
     /// synchronous=FULL commit fsyncs the whole WAL), then delete the entries, then the markers.
     fn forget(&mut self, entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let mut shards: Vec<u32> = entries.iter().flat_map(|e| e.shards.iter().copied()).collect();
         shards.sort_unstable();
         shards.dedup();
+        // 1. Make the participants' commits durable. Busy shard: try again another time.
         for &s in &shards {
             let c = self.conn(ShardId(s))?;
-            c.conn.exec(
-                "PRAGMA synchronous=FULL; BEGIN IMMEDIATE; INSERT OR REPLACE INTO _shardvt_txn(txid) VALUES (0); \
-                 COMMIT; PRAGMA synchronous=NORMAL;",
-            )?;
+            c.conn.exec("PRAGMA synchronous=FULL")?;
+            let r = (|| -> Result<bool> {
+                if !c.try_begin_immediate()? {
+                    return Ok(false);
+                }
+                c.conn.exec("INSERT OR REPLACE INTO _shardvt_txn(txid) VALUES (0); COMMIT;")?;
+                Ok(true)
+            })();
+            let _ = c.conn.exec("PRAGMA synchronous=NORMAL");
+            if !r? {
+                return Ok(());
+            }
         }
+        // 2. Forget the entries, 3. then their markers (orphan markers are harmless: txids are
+        // never reused).
         let txids: Vec<i64> = entries.iter().map(|e| e.txid).collect();
         self.txlog.delete(&txids)?;
+        let list: Vec<String> = txids.iter().map(|t| t.to_string()).collect();
+        let sql = format!("DELETE FROM _shardvt_txn WHERE txid IN ({}); COMMIT;", list.join(","));
         for &s in &shards {
             let c = self.conn(ShardId(s))?;
-            for t in &txids {
-                c.run("DELETE FROM _shardvt_txn WHERE txid = ?1", |st| st.bind_i64(1, *t))?;
+            if c.try_begin_immediate()? {
+                if let Err(e) = c.conn.exec(&sql) {
+                    let _ = c.conn.exec("ROLLBACK");
+                    return Err(e);
+                }
             }
         }
         Ok(())
@@ -957,6 +1023,17 @@ impl ShardedTable {
     }
 }
 
+/// What recovery found on one participant shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShardRecovery {
+    Applied,
+    AlreadyThere,
+    /// a live committer holds the shard's write lock
+    Busy,
+    /// the log entry was finished and forgotten meanwhile
+    Forgotten,
+}
+
 /// Binds rowid and the non-alias columns of `args[2..]` for the insert/update templates;
 /// returns the next free parameter number.
 fn bind_row(cols: &[config::ColumnDef], mask: Option<&[bool]>, st: &mut Statement, rowid: i64, args: &[ValueRef<'_>]) -> Result<usize> {
@@ -1007,6 +1084,10 @@ impl VTab for ShardedTable {
             .columns
             .iter()
             .any(|c| config::tokens(&c.definition).iter().any(|t| t.eq_ignore_ascii_case("DEFAULT")));
+        if create && cfg.outbox {
+            crate::outbox::store::Store::remove_stale(&catalog.dir); // left by an interrupted DROP
+        }
+        let outbox = if cfg.outbox { Some(Capture::new(&cfg)) } else { None };
         let t = ShardedTable {
             host: db,
             schema,
@@ -1034,6 +1115,7 @@ impl VTab for ShardedTable {
             txlog_path: txlog_path_of_dir,
             joined: false,
             unique_groups: Vec::new(),
+            outbox,
         };
         let mut t = t;
         t.refresh_unique_groups();
@@ -1098,7 +1180,11 @@ impl VTab for ShardedTable {
         let mut names: Vec<String> = Vec::new();
         // Nothing may write to these files after this point (see Drop).
         self.block = (0, 0);
-        let meta_files = [crate::shard::catalog::CATALOG_FILE.to_string(), crate::txn::TXLOG_FILE.to_string()];
+        let meta_files = [
+            crate::shard::catalog::CATALOG_FILE.to_string(),
+            crate::txn::TXLOG_FILE.to_string(),
+            crate::outbox::OUTBOX_FILE.to_string(),
+        ];
         for f in files.iter().chain(meta_files.iter()) {
             names.push(f.clone());
             names.push(format!("{f}-wal"));
@@ -1149,10 +1235,12 @@ impl VTab for ShardedTable {
         self.sp_depth = 0;
         self.touched.clear();
         self.pending_txid = None;
+        self.outbox_end_txn();
         Ok(())
     }
 
     fn sync(&mut self) -> Result<()> {
+        self.outbox_seal()?; // outbox: the commit's csn and commit rows, before any image is read
         let participants: Vec<ShardId> =
             self.conns.iter().filter(|(_, c)| c.txn_levels.is_some()).map(|(id, _)| *id).collect();
         let group = if self.joined { group::get(self.host) } else { None };
@@ -1193,6 +1281,7 @@ impl VTab for ShardedTable {
             }
             c.give(&select, st);
         }
+        self.outbox_stage_redo()?; // outbox rows go into the redo record too
         let shard_nums: Vec<u32> = participants.iter().map(|s| s.0).collect();
         let txid =
             self.txlog.write_record(&shard_nums, &images, prepared.as_ref().map(|(g, c)| (g.as_str(), c.as_str())))?;
@@ -1230,6 +1319,7 @@ impl VTab for ShardedTable {
         self.in_txn = false;
         self.sp_depth = 0;
         self.touched.clear();
+        self.outbox_end_txn();
         if self.joined {
             group::leave(self.host, self.self_addr);
             self.joined = false;
@@ -1266,6 +1356,7 @@ impl VTab for ShardedTable {
         self.sp_depth = 0;
         self.rowid_memo.clear();
         self.touched.clear();
+        self.outbox_end_txn();
         if self.joined {
             group::leave(self.host, self.self_addr);
             self.joined = false;
@@ -1324,6 +1415,7 @@ impl VTab for ShardedTable {
             // Close the catalog before moving its folder, then reopen it at the new place.
             let placeholder = std::mem::replace(&mut self.catalog, Catalog::open(&old_dir, new_name, &cfg)?);
             drop(placeholder);
+            self.outbox_close_store();
             std::fs::rename(&old_dir, &new_dir).map_err(|e| {
                 Error::config(format!("sharded: cannot move {} to {}: {e}", old_dir.display(), new_dir.display()))
             })?;

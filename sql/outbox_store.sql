@@ -1,0 +1,14 @@
+-- <dir>/outbox.db of a table created with outbox=on (see ARCHITECTURE.md §8).
+-- The commit clock: csn = max(previous + 1, unix time in microseconds), allocated at COMMIT.
+CREATE TABLE IF NOT EXISTS clock(
+  id  INTEGER PRIMARY KEY CHECK (id = 1),
+  csn INTEGER NOT NULL
+);
+-- Named consumers and the position (csn, tn) of the last change each acknowledged.
+CREATE TABLE IF NOT EXISTS consumers(
+  name    TEXT PRIMARY KEY,
+  csn     INTEGER NOT NULL DEFAULT 0,
+  tn      INTEGER NOT NULL DEFAULT 0,
+  created REAL NOT NULL,                     -- unix time, seconds
+  acked   REAL                               -- unix time of the last ack
+);

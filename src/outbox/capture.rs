@@ -1,0 +1,311 @@
+//! The write side: recording changes in a shard's outbox inside the shard transaction.
+//!
+//! Per host transaction (reset by `end_txn`): a `txid` (16 hex digits, made on the first
+//! change), a change counter `tn` (1, 2, … in the order the changes were made, across shards),
+//! and the first outbox `seq` written on each shard. Because the shard is write-locked from its
+//! first write until COMMIT and `seq` is AUTOINCREMENT, the rows `seq >= first` of a shard are
+//! exactly this transaction's (savepoint rollbacks remove some of them, never add others).
+//!
+//! `seal` (xSync, before any shard commits, all shard locks held): allocate one csn from the
+//! clock (`store`) and write one `_shardvt_outbox_commit` row per shard that still has rows.
+//! `redo_rows` then reads those rows back for the multi-shard redo record (`txn`), and
+//! `apply_redo` writes them during recovery, so a recovered shard gets its outbox rows too.
+//!
+//! REPLACE victims: `INSERT/UPDATE OR REPLACE` may make SQLite delete other rows of the shard
+//! (a conflicting rowid or UNIQUE value). To record those as deletes, a shard connection used
+//! for a REPLACE write gets a TEMP trigger (`recursive_triggers=ON` makes REPLACE fire delete
+//! triggers) that copies each deleted row into `temp._shardvt_gone` while the table is armed
+//! (a row with `rid IS NULL` present). `arm`/`disarm` bracket the write.
+//! Temp objects and the outbox tables are created on first need: a statement that fails with
+//! "no such table" runs the DDL and is retried once (a DDL rolled back with its transaction is
+//! re-created the same way).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::config::{quote_ident, TableConfig};
+use crate::error::{Error, Result};
+use crate::routing::ShardId;
+use crate::shard::conn::ShardConn;
+use crate::shard::SHARD_TABLE;
+use crate::txn::{decode_row, encode_row, SideImage};
+use crate::value::Value;
+
+use super::envelope::ImageLayout;
+use super::store::{now_secs, Store};
+use super::{COMMIT_TABLE, OUTBOX_TABLE, SHARD_DDL};
+
+/// What a change is, as stored in the `op` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+        }
+    }
+}
+
+/// Whether a row write is a change of its own or half of a shard-key move (recorded once, as
+/// an update, by the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Change,
+    PartOfMove,
+}
+
+const RECORD_SQL: &str = "INSERT INTO _shardvt_outbox(txid, tn, op, rid, before, after, ts) \
+                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq";
+const ARM_SQL: &str = "INSERT INTO temp._shardvt_gone(rid) VALUES (NULL)";
+const CLEAR_SQL: &str = "DELETE FROM temp._shardvt_gone";
+
+fn missing_table(e: &Error) -> bool {
+    e.message.contains("no such table")
+}
+
+/// Runs `f`; if it failed because a table is missing, runs `ddl` and `f` once more.
+fn with_ddl<T>(c: &mut ShardConn, ddl: &str, mut f: impl FnMut(&mut ShardConn) -> Result<T>) -> Result<T> {
+    match f(c) {
+        Err(e) if missing_table(&e) => {
+            c.conn.exec(ddl)?;
+            f(c)
+        }
+        r => r,
+    }
+}
+
+fn new_txid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut seed = Vec::with_capacity(40);
+    seed.extend_from_slice(&t.to_le_bytes());
+    seed.extend_from_slice(&(std::process::id() as u64).to_le_bytes());
+    seed.extend_from_slice(&n.to_le_bytes());
+    seed.extend_from_slice(&(&COUNTER as *const _ as u64).to_le_bytes());
+    format!("{:016x}", xxhash_rust::xxh64::xxh64(&seed, 0x6f75_7462_6f78))
+}
+
+pub struct Capture {
+    pub layout: ImageLayout,
+    select_image: String,
+    gone_ddl: String,
+    gone_read: String,
+    txid: Option<String>,
+    next_tn: i64,
+    first_seq: BTreeMap<ShardId, i64>,
+    /// (shard, first seq, last seq, csn) written by `seal`
+    sealed: Vec<(ShardId, i64, i64, i64)>,
+    pub store: Store,
+}
+
+impl Capture {
+    pub fn new(cfg: &TableConfig) -> Capture {
+        let layout = ImageLayout { names: cfg.columns.iter().map(|c| c.name.clone()).collect(), rowid_alias: cfg.rowid_alias() };
+        let stored: Vec<String> = layout.stored().map(|n| quote_ident(n)).collect();
+        let list = if stored.is_empty() { "NULL".to_string() } else { stored.join(", ") };
+        let temp_cols: String = (0..stored.len()).map(|i| format!(", c{i}")).collect();
+        let old_vals: String = stored.iter().map(|n| format!(", old.{n}")).collect();
+        let gone_ddl = format!(
+            "PRAGMA recursive_triggers = ON;\n\
+             CREATE TEMP TABLE IF NOT EXISTS _shardvt_gone(rid{temp_cols});\n\
+             CREATE TEMP TRIGGER IF NOT EXISTS _shardvt_gone_capture AFTER DELETE ON main.{SHARD_TABLE}\n\
+             WHEN EXISTS (SELECT 1 FROM temp._shardvt_gone WHERE rid IS NULL)\n\
+             BEGIN INSERT INTO temp._shardvt_gone VALUES (old.rowid{old_vals}); END;"
+        );
+        let gone_read = format!(
+            "SELECT rid{} FROM temp._shardvt_gone WHERE rid IS NOT NULL ORDER BY rowid",
+            (0..stored.len()).map(|i| format!(", c{i}")).collect::<String>()
+        );
+        Capture {
+            select_image: format!("SELECT {list} FROM {SHARD_TABLE} WHERE rowid = ?1"),
+            layout,
+            gone_ddl,
+            gone_read,
+            txid: None,
+            next_tn: 0,
+            first_seq: BTreeMap::new(),
+            sealed: Vec::new(),
+            store: Store::default(),
+        }
+    }
+
+    fn stored_count(&self) -> usize {
+        self.layout.stored().count()
+    }
+
+    /// The JSON image of row `rid` as the shard holds it now (None: no such row).
+    pub fn image(&self, c: &mut ShardConn, rid: i64) -> Result<Option<String>> {
+        let n = self.stored_count();
+        let mut st = c.take(&self.select_image)?;
+        let r = st.bind_i64(1, rid).and_then(|_| st.step()).map(|found| {
+            found.then(|| {
+                let vals: Vec<Value> = (0..n).map(|i| st.column_value(i)).collect();
+                self.layout.image(rid, &vals)
+            })
+        });
+        c.give(&self.select_image, st);
+        r
+    }
+
+    /// Before a REPLACE write: start copying rows that SQLite deletes into temp._shardvt_gone.
+    pub fn arm(&self, c: &mut ShardConn) -> Result<()> {
+        with_ddl(c, &self.gone_ddl, |c| {
+            c.run(CLEAR_SQL, |_| Ok(()))?;
+            c.run(ARM_SQL, |_| Ok(()))
+        })
+        .map(|_| ())
+    }
+
+    /// After a REPLACE write (also when it failed): stop copying; the deleted rows' images.
+    pub fn disarm(&self, c: &mut ShardConn) -> Result<Vec<(i64, String)>> {
+        let n = self.stored_count();
+        let mut out = Vec::new();
+        let mut st = c.take(&self.gone_read)?;
+        let r = (|| -> Result<()> {
+            while st.step()? {
+                let rid = st.column_i64(0);
+                let vals: Vec<Value> = (0..n).map(|i| st.column_value(i + 1)).collect();
+                out.push((rid, self.layout.image(rid, &vals)));
+            }
+            Ok(())
+        })();
+        c.give(&self.gone_read, st);
+        c.run(CLEAR_SQL, |_| Ok(()))?;
+        r.map(|_| out)
+    }
+
+    /// Appends one change to shard `id`'s outbox (the shard is in the write transaction).
+    pub fn record(&mut self, id: ShardId, c: &mut ShardConn, op: Op, rid: i64, before: Option<&str>, after: Option<&str>) -> Result<()> {
+        let txid = self.txid.get_or_insert_with(new_txid).clone();
+        self.next_tn += 1;
+        let tn = self.next_tn;
+        let ts = now_secs();
+        let text = |s: Option<&str>| s.map(Value::text).unwrap_or(Value::Null);
+        let seq = with_ddl(c, SHARD_DDL, |c| {
+            let mut st = c.take(RECORD_SQL)?;
+            let r = (|| -> Result<i64> {
+                st.bind(1, &Value::text(&txid))?;
+                st.bind_i64(2, tn)?;
+                st.bind(3, &Value::text(op.code()))?;
+                st.bind_i64(4, rid)?;
+                st.bind(5, &text(before))?;
+                st.bind(6, &text(after))?;
+                st.bind(7, &Value::Real(ts))?;
+                st.step()?;
+                Ok(st.column_i64(0))
+            })();
+            c.give(RECORD_SQL, st);
+            r
+        })?;
+        self.first_seq.entry(id).or_insert(seq);
+        Ok(())
+    }
+
+    /// xSync: one csn for the transaction, one commit row per shard that kept outbox rows.
+    pub fn seal(&mut self, conns: &mut BTreeMap<ShardId, ShardConn>, dir: &Path) -> Result<()> {
+        self.sealed.clear();
+        let mut ranges = Vec::new();
+        for (&id, &first) in &self.first_seq {
+            let Some(c) = conns.get_mut(&id) else { continue };
+            if c.txn_levels.is_none() {
+                continue;
+            }
+            let sql = format!("SELECT min(seq), max(seq) FROM {OUTBOX_TABLE} WHERE seq >= ?1");
+            let range = with_ddl(c, SHARD_DDL, |c| {
+                let mut st = c.take(&sql)?;
+                let r = st.bind_i64(1, first).and_then(|_| st.step()).map(|_| match (st.column_value(0), st.column_value(1)) {
+                    (Value::Integer(lo), Value::Integer(hi)) => Some((lo, hi)),
+                    _ => None,
+                });
+                c.give(&sql, st);
+                r
+            })?;
+            if let Some((lo, hi)) = range {
+                ranges.push((id, lo, hi));
+            }
+        }
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let csn = self.store.next_csn(dir)?;
+        let txid = self.txid.clone().unwrap_or_default();
+        let sql = format!("INSERT INTO {COMMIT_TABLE}(last_seq, first_seq, csn, txid) VALUES (?1, ?2, ?3, ?4)");
+        for &(id, lo, hi) in &ranges {
+            let c = conns.get_mut(&id).expect("checked above");
+            c.run(&sql, |st| {
+                st.bind_i64(1, hi)?;
+                st.bind_i64(2, lo)?;
+                st.bind_i64(3, csn)?;
+                st.bind(4, &Value::text(&txid))
+            })?;
+            self.sealed.push((id, lo, hi, csn));
+        }
+        Ok(())
+    }
+
+    /// The outbox rows `seal` covered, as side images for the multi-shard redo record.
+    pub fn redo_rows(&self, conns: &mut BTreeMap<ShardId, ShardConn>) -> Result<Vec<SideImage>> {
+        let mut out = Vec::new();
+        let sql = format!("SELECT seq, txid, tn, op, rid, before, after, ts FROM {OUTBOX_TABLE} WHERE seq BETWEEN ?1 AND ?2");
+        let txid = self.txid.clone().unwrap_or_default();
+        for &(id, lo, hi, csn) in &self.sealed {
+            let c = conns.get_mut(&id).expect("sealed shards are open");
+            let mut st = c.conn.prepare(&sql)?;
+            st.bind_i64(1, lo)?;
+            st.bind_i64(2, hi)?;
+            while st.step()? {
+                let vals: Vec<Value> = (1..8).map(|i| st.column_value(i)).collect();
+                out.push(SideImage { shard: id.0, table: OUTBOX_TABLE.into(), rid: st.column_i64(0), image: encode_row(&vals) });
+            }
+            let commit = [Value::Integer(lo), Value::Integer(csn), Value::text(&txid)];
+            out.push(SideImage { shard: id.0, table: COMMIT_TABLE.into(), rid: hi, image: encode_row(&commit) });
+        }
+        Ok(out)
+    }
+
+    /// Forgets the transaction (COMMIT, ROLLBACK, BEGIN).
+    pub fn end_txn(&mut self) {
+        self.txid = None;
+        self.next_tn = 0;
+        self.first_seq.clear();
+        self.sealed.clear();
+    }
+}
+
+/// Recovery: writes the outbox rows of a redo record into a shard (inside the recovery's shard
+/// transaction). Idempotent (INSERT OR REPLACE by seq / last_seq).
+pub fn apply_redo(c: &crate::ffi::api::Connection, rows: &[(String, i64, Vec<u8>)]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    c.exec(SHARD_DDL)?;
+    let bad = || Error::catalog("sharded: corrupt outbox redo row in txlog.db");
+    for (table, rid, image) in rows {
+        let vals = decode_row(image)?;
+        let sql = match table.as_str() {
+            OUTBOX_TABLE if vals.len() == 7 => {
+                "INSERT OR REPLACE INTO _shardvt_outbox(seq, txid, tn, op, rid, before, after, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            }
+            COMMIT_TABLE if vals.len() == 3 => {
+                "INSERT OR REPLACE INTO _shardvt_outbox_commit(last_seq, first_seq, csn, txid) VALUES (?1, ?2, ?3, ?4)"
+            }
+            _ => return Err(bad()),
+        };
+        let mut st = c.prepare(sql)?;
+        st.bind_i64(1, *rid)?;
+        for (i, v) in vals.iter().enumerate() {
+            st.bind(i + 2, v)?;
+        }
+        st.step()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+"""Crash and soak tests (tests/crash/): run as subprocesses, each must report 0 violations.
+
+- harness.py --rounds 200: 200+ SIGKILL crash points (writers, and recoveries killed mid-way)
+  of transfers that touch several shards, with the invariants checked after each recovery.
+  Once with the transfer record in a second sharded table (the transaction spans two tables)
+  and once with it in the same table (the single-table guarantee alone).
+- soak.py: 3 writer processes + 1 reader for 8 s on one sharded table.
+"""
+import re
+import subprocess
+import sys
+
+from conftest import REPO_ROOT, SO_PATH
+
+CRASH = REPO_ROOT / "tests" / "crash"
+
+
+def run(args, timeout):
+    assert SO_PATH.exists(), "run `make build` first"
+    p = subprocess.run([sys.executable, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout + p.stderr
+
+
+def tally(out, name):
+    m = re.findall(rf"^{name}: (\d+) (?:crashes|ops), (?:(\d+) errors, )?(\d+) violations$", out, re.M)
+    assert m, f"no tally line in output:\n{out[-3000:]}"
+    return [int(x) if x else 0 for x in m[-1]]
+
+
+def test_crash_two_tables_200_rounds():
+    rc, out = run([CRASH / "harness.py", "--rounds", "200", "--tables", "2"], timeout=600)
+    crashes, _, violations = tally(out, "crash")
+    assert crashes >= 200, out[-3000:]
+    assert violations == 0 and rc == 0, out[-6000:]
+
+
+def test_crash_one_table_200_rounds():
+    rc, out = run([CRASH / "harness.py", "--rounds", "200", "--tables", "1"], timeout=600)
+    crashes, _, violations = tally(out, "crash")
+    assert crashes >= 200, out[-3000:]
+    assert violations == 0 and rc == 0, out[-6000:]
+
+
+def test_soak_short():
+    rc, out = run([CRASH / "soak.py", "--seconds", "8", "--procs", "3"], timeout=300)
+    ops, _errors, violations = tally(out, "soak")
+    assert ops > 0, out[-3000:]
+    assert violations == 0 and rc == 0, out[-6000:]
