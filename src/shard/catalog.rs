@@ -342,16 +342,34 @@ impl Catalog {
     }
 
     /// Reserves `count` rowids at or above `min_start`; returns the half-open range.
-    pub fn reserve_rowids(&mut self, min_start: i64, count: i64) -> Result<(i64, i64)> {
+    /// `intrusion`: the caller wrote an explicit rowid `min_start - 1`; if that lies below the
+    /// high-water mark it may be inside another connection's block, so the `rowid_epoch` is
+    /// bumped and every connection drops its block at its next transaction.
+    pub fn reserve_rowids(&mut self, min_start: i64, count: i64, intrusion: bool) -> Result<(i64, i64)> {
         self.in_write_txn(|c| {
             let next = match meta_get(c, "next_rowid")? {
                 Some(Value::Integer(n)) => n,
                 _ => 1,
             };
+            if intrusion && min_start <= next {
+                let epoch = match meta_get(c, "rowid_epoch")? {
+                    Some(Value::Integer(n)) => n,
+                    _ => 0,
+                };
+                meta_set(c, "rowid_epoch", &Value::Integer(epoch + 1))?;
+            }
             let start = next.max(min_start);
             let end = start.saturating_add(count);
             meta_set(c, "next_rowid", &Value::Integer(end))?;
             Ok((start, end))
+        })
+    }
+
+    /// Changes whenever an explicit rowid may have landed inside someone's reserved block.
+    pub fn rowid_epoch(&self) -> Result<i64> {
+        Ok(match meta_get(&self.conn, "rowid_epoch")? {
+            Some(Value::Integer(n)) => n,
+            _ => 0,
         })
     }
 

@@ -77,6 +77,8 @@ pub struct ShardedTable {
     sp_depth: u32,
     pub(crate) rowid_memo: HashMap<i64, ShardId>,
     block: (i64, i64),
+    /// catalog `rowid_epoch` when `block` was last validated
+    rowid_epoch: i64,
     pub(crate) collations: Vec<String>,
     prefix_rule: Option<PrefixRule>,
     self_addr: usize,
@@ -426,14 +428,22 @@ impl ShardedTable {
         self.rowid_memo.insert(rowid, id);
     }
 
-    fn next_auto_rowid(&mut self) -> Result<i64> {
+    /// Drops our rowid block when another connection wrote an explicit rowid that may lie inside
+    /// it (catalog `rowid_epoch` changed). Checked once per write transaction, not per row.
+    fn check_rowid_epoch(&mut self) -> Result<()> {
         if self.catalog.refresh()? {
-            // Another connection changed the catalog (possibly after an explicit rowid inside
-            // our block): drop the block and reserve a fresh one above the new high-water mark.
-            self.block = (0, 0);
+            let epoch = self.catalog.rowid_epoch()?;
+            if epoch != self.rowid_epoch {
+                self.rowid_epoch = epoch;
+                self.block = (0, 0);
+            }
         }
+        Ok(())
+    }
+
+    fn next_auto_rowid(&mut self) -> Result<i64> {
         if self.block.0 >= self.block.1 {
-            self.block = self.catalog.reserve_rowids(1, ROWID_BLOCK)?;
+            self.block = self.catalog.reserve_rowids(1, ROWID_BLOCK, false)?;
         }
         if self.block.0 >= i64::MAX {
             // As SQLite does once the largest rowid is taken: try random unused positive rowids.
@@ -463,7 +473,7 @@ impl ShardedTable {
         // Outside our block: raise the high-water mark above r (this also tells every other
         // connection, through the catalog's data_version, to drop its block).
         let min = r.saturating_add(1).max(1);
-        self.block = self.catalog.reserve_rowids(min, ROWID_BLOCK)?;
+        self.block = self.catalog.reserve_rowids(min, ROWID_BLOCK, true)?;
         if r < self.block.0 && r >= 1 {
             // r lies below the mark: only the notification was needed; keep the new block.
         }
@@ -1101,6 +1111,7 @@ impl VTab for ShardedTable {
             sp_depth: 0,
             rowid_memo: HashMap::new(),
             block: (0, 0),
+            rowid_epoch: 0,
             collations,
             prefix_rule,
             self_addr: 0,
@@ -1118,6 +1129,7 @@ impl VTab for ShardedTable {
             outbox,
         };
         let mut t = t;
+        t.rowid_epoch = t.catalog.rowid_epoch()?;
         t.refresh_unique_groups();
         if !create {
             // Finish or re-apply any multi-shard transaction a crash interrupted.
@@ -1231,6 +1243,7 @@ impl VTab for ShardedTable {
 
     fn begin(&mut self) -> Result<()> {
         self.resolve_in_doubt()?;
+        self.check_rowid_epoch()?;
         self.in_txn = true;
         self.sp_depth = 0;
         self.touched.clear();
