@@ -14,7 +14,7 @@ build: $(EXT)
 
 $(EXT): Cargo.toml $(shell find src sql -type f 2>/dev/null)
 	$(CARGO) build --release --lib
-	cp target/release/libshardvt.so $(EXT)
+	cp target/release/libshardvt.so $(EXT).tmp && mv -f $(EXT).tmp $(EXT)  # atomic: running hosts keep the old mapping
 
 # The extension must never link libsqlite3 itself (it uses the host's routines).
 check-so: $(EXT)

@@ -18,6 +18,8 @@
 //! | prefix_depth  | prefix   | 1                                | separators kept, 1..=64              |
 //! | prefix_len    | prefix   | none                             | prefix length in characters, 1..=1024|
 //! | dir           | both     | `<db file>.<table>.shards`       | folder for catalog and shard files   |
+//! | attach        | both     | off                              | `on`: use the existing table in `dir`|
+//! |               |          |                                  | (DROP TABLE then keeps the files)    |
 //! | outbox        | both     | off                              | `on`: record every committed change  |
 //! |               |          |                                  | in a transactional outbox (`outbox`) |
 //!
@@ -28,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::value::{affinity_of, Affinity};
 
 pub const OPTION_NAMES: &[&str] =
-    &["shard_key", "strategy", "shards", "buckets", "prefix_sep", "prefix_depth", "prefix_len", "dir", "outbox"];
+    &["shard_key", "strategy", "shards", "buckets", "prefix_sep", "prefix_depth", "prefix_len", "dir", "outbox", "attach"];
 pub const MAX_SHARDS: u32 = 1024;
 pub const MAX_BUCKETS: u32 = 65536;
 pub const DEFAULT_SHARDS: u32 = 4;
@@ -63,6 +65,9 @@ pub struct TableConfig {
     pub dir: Option<String>,
     /// `outbox=on`: committed changes are also recorded in each shard's outbox (see `outbox`).
     pub outbox: bool,
+    /// `attach=on`: CREATE connects to the existing table in `dir` (made by another database
+    /// or connection) instead of creating one; DROP TABLE then leaves the files in place.
+    pub attach: bool,
 }
 
 impl TableConfig {
@@ -519,7 +524,17 @@ pub fn parse(args: &[&str]) -> Result<TableConfig> {
             return Err(Error::config(format!("sharded: option outbox={other} is not valid (expected on or off)")))
         }
     };
-    Ok(TableConfig { columns, table_constraints, key_column, strategy, dir, outbox })
+    let attach = match get("attach").map(|v| unquote(&v).to_ascii_lowercase()).as_deref() {
+        None | Some("off") => false,
+        Some("on") => true,
+        Some(other) => {
+            return Err(Error::config(format!("sharded: option attach={other} is not valid (expected on or off)")))
+        }
+    };
+    if attach && dir.is_none() {
+        return Err(Error::config("sharded: attach=on needs dir= (the folder of the existing table)"));
+    }
+    Ok(TableConfig { columns, table_constraints, key_column, strategy, dir, outbox, attach })
 }
 
 #[cfg(test)]
@@ -591,6 +606,13 @@ mod tests {
         assert!(p(&["a", "a", "shard_key=a"]).unwrap_err().message.contains("duplicate column"));
         assert!(p(&["a", "shard_key=a", "dir="]).is_err());
         assert!(p(&["a", "shard_key=a", "outbox=yes"]).unwrap_err().message.contains("expected on or off"));
+    }
+
+    #[test]
+    fn attach_option() {
+        assert!(p(&["a", "shard_key=a", "attach=on", "dir='/x'"]).unwrap().attach);
+        assert!(p(&["a", "shard_key=a", "attach=on"]).unwrap_err().message.contains("needs dir"));
+        assert!(p(&["a", "shard_key=a", "attach=maybe", "dir=x"]).is_err());
     }
 
     #[test]

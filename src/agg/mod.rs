@@ -12,7 +12,8 @@
 //!    GROUP BY <group exprs>` (WHERE verbatim, the table name and its qualifiers removed; the
 //!    shard table is `data`), plus, per DISTINCT aggregate or group_concat, a query gathering
 //!    the distinct values / the values with their rowids.
-//! 2. Every shard's rows are read in full, one shard after the other (sequential), and inserted
+//! 2. Every shard's rows are read in full, one shard after the other (sequential, no parallel
+//!    scans), and inserted
 //!    into tables of a private in-memory scratch database whose group columns carry the group
 //!    expression's declared type and collation.
 //! 3. The scratch database runs `SELECT <select list over combined values> FROM (SELECT
@@ -49,8 +50,11 @@
 //!   even though the final total fits (an order-dependent effect); here only the final total
 //!   counts. REAL sums add per-shard totals, so their last bits can differ from one native
 //!   scan's order of additions.
-//! - When values that compare equal differ in form (`'A'`/`'a'` under NOCASE, `1`/`1.0`), which
-//!   one represents the group or the DISTINCT value is unspecified, as natively.
+//! - Values that compare equal but differ in form (`'A'`/`'a'` under NOCASE, `1`/`1.0`): a
+//!   group's value and min()/max() follow SQLite's row rules for a rowid-order scan (`plan`); the
+//!   value a DISTINCT aggregate keeps from such a set is not pinned (SQLite keeps the first seen).
+//! - Limits of the exact integer sum: the low halves are summed in 64 bits, so more than 2³¹
+//!   non-NULL values in one group would overflow them.
 
 pub mod lex;
 pub mod parse;

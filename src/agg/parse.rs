@@ -303,11 +303,18 @@ pub fn parse(sql: &str) -> Result<AggQuery> {
 
 fn parse_from(f: &[Token]) -> Result<(String, Vec<String>)> {
     let bad = |what: &str| Err(refuse(what));
+    let mut depth = 0;
+    for x in f {
+        if x.is_op("(") {
+            depth += 1;
+        } else if x.is_op(")") {
+            depth -= 1;
+        } else if x.is_kw("JOIN") || (depth == 0 && x.is_op(",")) {
+            return bad("a join (FROM must name exactly one sharded table)");
+        }
+    }
     if f.iter().any(|x| x.is_op("(")) {
         return bad("a table-valued function or parenthesised FROM");
-    }
-    if f.iter().any(|x| x.is_op(",") || x.is_kw("JOIN")) {
-        return bad("a join (FROM must name exactly one sharded table)");
     }
     if f.iter().any(|x| x.is_kw("INDEXED")) {
         return bad("INDEXED BY / NOT INDEXED");
@@ -398,6 +405,7 @@ mod tests {
             ("SELECT DISTINCT count(*) FROM t", "SELECT DISTINCT"),
             ("SELECT count(*) FROM t JOIN u", "a join"),
             ("SELECT count(*) FROM t, u", "a join"),
+            ("SELECT count(*) FROM t JOIN u USING (id)", "a join"),
             ("SELECT count(*) FROM t WHERE x IN (SELECT 1)", "a subquery"),
             ("SELECT sum(x) OVER () FROM t", "window function"),
             ("SELECT count(*) FROM t UNION SELECT 1 FROM u", "compound SELECT (UNION)"),

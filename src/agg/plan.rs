@@ -4,17 +4,25 @@
 //! Shapes (k = index of an aggregate call, j = index of a GROUP BY expression):
 //!
 //! ```text
-//! shards  p:  SELECT g0.., count(*), <states> FROM data [WHERE (w)] [GROUP BY 1..n]
+//! shards  p:  SELECT g0.., count(*), min(rowid), <states> FROM data [WHERE (w)] [GROUP BY 1..n]
+//!         mK: SELECT g0.., min(x), _shardvt_rid FROM (SELECT rowid AS _shardvt_rid, * FROM data
+//!             [WHERE (w)] ORDER BY rowid) [GROUP BY 1..n]                             -- min/max(x)
 //!         dK: SELECT DISTINCT g0.., x FROM data WHERE (w) AND (x) IS NOT NULL        -- agg(DISTINCT x)
 //!         cK: SELECT g0.., x, sep, rowid FROM data WHERE (w) AND (x) IS NOT NULL     -- group_concat(x, sep)
 //!         cK: SELECT g0.., x, min(rowid) FROM data WHERE .. GROUP BY 1..n+1          -- group_concat(DISTINCT x)
-//! scratch inner: SELECT p.g0 AS g0.., <combine_k> AS aK FROM p [GROUP BY p.g0..]
+//! scratch inner: SELECT (<group value>) AS g0.., <combine_k> AS aK FROM p [GROUP BY p.g0..]
 //!         final: SELECT <items over q.gJ / q.aK> FROM (inner) AS q [WHERE <having>]
 //!                [ORDER BY ..] [LIMIT ..]
 //! ```
 //!
-//! Combining (exact): count → sum of counts (0 when no rows); min/max → min/max of partial
-//! min/max (state column declared with the argument's collation); sum/total/avg keep five states
+//! Combining (exact): count → sum of counts (0 when no rows); min/max → the least/greatest shard
+//! value, ties to the smallest rowid (each shard reports its value with the rowid of its first row
+//! holding it, through SQLite's bare-column rule for a lone min()/max(); columns declared with the
+//! argument's collation), so the value kept is the one a native rowid-order scan keeps even when
+//! equal values differ in form ('A'/'a' under NOCASE, 1/1.0). A group's value comes from the row
+//! SQLite's own rule picks: with a min()/max() in the query, the row where the last of them (in
+//! AggInfo order: select list, ORDER BY, HAVING) took its final value; else the group's first
+//! row. sum/total/avg keep five states
 //! per shard: non-NULL count, count of values SQLite's sum() treats as non-integer, the sums of
 //! the high and low 32 bits of the integer values (cannot overflow), and total(x). An all-integer
 //! sum is rebuilt exactly as hi·2³² + lo and raises SQLite's own "integer overflow" error when it
@@ -158,10 +166,7 @@ pub fn plan(q: &AggQuery, cols: &[ColumnInfo], host_aggs: &HashSet<String>) -> R
         let e = p.rewrite(&items[i])?;
         outer_items.push(format!("{e} AS {}", quote_ident(it.alias.as_deref().unwrap_or(&names[i]))));
     }
-    let having = match &q.having {
-        Some(h) => Some(p.rewrite(&p.strip(h))?),
-        None => None,
-    };
+    // Aggregates are numbered as SQLite's AggInfo numbers them: select list, ORDER BY, HAVING.
     let mut order = Vec::new();
     for t in &q.order_by {
         let e = p.strip(&t.expr);
@@ -171,6 +176,10 @@ pub fn plan(q: &AggQuery, cols: &[ColumnInfo], host_aggs: &HashSet<String>) -> R
         let text = if is_pos || is_alias { join(&e) } else { p.rewrite(&e)? };
         order.push(if t.suffix.is_empty() { text } else { format!("{text} {}", t.suffix) });
     }
+    let having = match &q.having {
+        Some(h) => Some(p.rewrite(&p.strip(h))?),
+        None => None,
+    };
     p.build(q, names, outer_items, having, order)
 }
 
@@ -486,7 +495,9 @@ impl<'a> Planner<'a> {
 
         // p: one row per shard and group. State 0 is count(*) (it also makes the inner query an
         // aggregate when every call is gathered elsewhere).
-        let mut states: Vec<(String, String)> = vec![("count(*)".into(), "s0".into())];
+        // State 1 is the group's first rowid: the group's value is taken from that row, as a
+        // native GROUP BY does when equal values differ in form ('A'/'a' under NOCASE, 1/1.0).
+        let mut states: Vec<(String, String)> = vec![("count(*)".into(), "s0".into()), ("min(rowid)".into(), "s1".into())];
         let mut ddl = Vec::new();
         let mut partials = Vec::new();
         let mut combine = Vec::new();
@@ -507,12 +518,50 @@ impl<'a> Planner<'a> {
                     format!("coalesce(sum({s}), 0)")
                 }
                 (Func::Min | Func::Max, _) => {
+                    // Each shard's min/max with the rowid of its first row holding it (SQLite's
+                    // bare-column rule for a lone min()/max()); the winner is the least/greatest
+                    // value, ties to the smallest rowid: the value a native scan keeps.
                     let ty = self.expr_type(&a.args[0])?;
-                    let f = if a.func == Func::Min { "min" } else { "max" };
-                    let s = push(&mut states, format!("{f}({x})"), ty.coll.as_deref());
+                    let (f, dir) = if a.func == Func::Min { ("min", "") } else { ("max", " DESC") };
+                    let tab = format!("m{k}");
+                    let mut defs = gdefs.clone();
+                    defs.push(match &ty.coll {
+                        Some(c) => format!("v COLLATE {c}"),
+                        None => "v".into(),
+                    });
+                    defs.push("rid".into());
+                    ddl.push(format!("CREATE TABLE {tab}({})", defs.join(", ")));
+                    let mut idx = gcols("");
+                    idx.push("v".into());
+                    ddl.push(format!("CREATE INDEX {tab}_g ON {tab}({})", idx.join(", ")));
+                    // The shard must meet the rows in rowid order (an index chosen for WHERE or
+                    // GROUP BY would change which of equal values is first): read them through
+                    // an ordered subquery, or NOT INDEXED when the expressions name the rowid
+                    // (a subquery has none).
+                    let names_rowid = self.groups.iter().chain(a.args.iter()).flatten().any(|t| {
+                        t.ident().is_some_and(|n| ["rowid", "oid", "_rowid_"].iter().any(|r| r.eq_ignore_ascii_case(n)))
+                    });
+                    let mut sel = gsel.clone();
+                    sel.push(format!("{f}({x})"));
+                    let w = where_sql.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
+                    let mut shard_sql = if names_rowid {
+                        sel.push("rowid".into());
+                        format!("SELECT {} FROM {SHARD_TABLE} NOT INDEXED{w}", sel.join(", "))
+                    } else {
+                        sel.push("_shardvt_rid".into());
+                        format!(
+                            "SELECT {} FROM (SELECT rowid AS _shardvt_rid, * FROM {SHARD_TABLE}{w} ORDER BY rowid)",
+                            sel.join(", ")
+                        )
+                    };
+                    if ng > 0 {
+                        shard_sql.push_str(&format!(" GROUP BY {}", gpos(ng)));
+                    }
+                    partials.push(Partial { table: tab.clone(), shard_sql, ncols: ng + 2 });
+                    let pick = format!("(SELECT v FROM {tab} WHERE {} AND v IS NOT NULL ORDER BY v{dir}, rid LIMIT 1)", corr(&tab));
                     match (&ty.coll, ty.explicit) {
-                        (Some(c), true) => format!("{f}({s} COLLATE {c})"),
-                        _ => format!("{f}({s})"),
+                        (Some(c), true) => format!("({pick} COLLATE {c})"),
+                        _ => pick,
                     }
                 }
                 (Func::Sum | Func::Total | Func::Avg, false) => {
@@ -639,7 +688,31 @@ impl<'a> Planner<'a> {
         }
         partials.insert(0, Partial { table: "p".into(), shard_sql: psql, ncols: pdefs.len() });
 
-        let mut inner: Vec<String> = (0..ng).map(|j| format!("p.g{j} AS g{j}")).collect();
+        if ng > 0 {
+            let mut idx = gcols("");
+            idx.push("s1".into());
+            ddl.insert(1, format!("CREATE INDEX p_g ON p({})", idx.join(", ")));
+        }
+        // Which row a group's value comes from (SQLite's rule, visible when equal values differ
+        // in form): with a min()/max() in the query, the row where the last of them (in AggInfo
+        // order) took its final value — its first row holding the extremum, or the group's last
+        // row when all its arguments are NULL; otherwise the group's first row.
+        let same_group = (0..ng).map(|j| format!("x.g{j} IS p.g{j}")).collect::<Vec<_>>().join(" AND ");
+        let rep_from = match self.aggs.iter().rposition(|a| matches!(a.func, Func::Min | Func::Max)) {
+            Some(k) => {
+                let dir = if self.aggs[k].func == Func::Min { "" } else { " DESC" };
+                format!(
+                    "FROM m{k} AS x WHERE {same_group} ORDER BY x.v IS NULL, x.v{dir}, \
+                     CASE WHEN x.v IS NULL THEN -x.rid ELSE x.rid END LIMIT 1"
+                )
+            }
+            None => format!("FROM p AS x WHERE {same_group} ORDER BY x.s1 LIMIT 1"),
+        };
+        let mut inner: Vec<String> = Vec::new();
+        for (j, g) in self.groups.iter().enumerate() {
+            let coll = self.expr_type(g)?.coll.map(|c| format!(" COLLATE {c}")).unwrap_or_default();
+            inner.push(format!("(SELECT x.g{j} {rep_from}){coll} AS g{j}"));
+        }
         inner.push("coalesce(sum(p.s0), 0) AS n".into());
         inner.extend(combine.iter().enumerate().map(|(k, c)| format!("{c} AS a{k}")));
         let mut inner_sql = format!("SELECT {} FROM p", inner.join(", "));
@@ -689,10 +762,11 @@ mod tests {
         assert_eq!(p.names, ["kind", "n", "avg_ts"]);
         assert_eq!(p.partials.len(), 1);
         let s = &p.partials[0].shard_sql;
-        assert!(s.starts_with("SELECT (kind), count(*), count(*), count((ts)),"), "{s}");
+        assert!(s.starts_with("SELECT (kind), count(*), min(rowid), count(*), count((ts)),"), "{s}");
         assert!(s.ends_with("FROM data WHERE (ts > 5) GROUP BY 1"), "{s}");
         assert!(p.scratch_ddl[0].starts_with("CREATE TABLE p(g0 TEXT, s0, s1, s2,"), "{}", p.scratch_ddl[0]);
-        assert!(p.final_sql.starts_with("SELECT q.g0 AS \"kind\", q.a0 AS \"n\", q.a1 AS \"avg_ts\" FROM (SELECT p.g0 AS g0,"));
+        assert_eq!(p.scratch_ddl[1], "CREATE INDEX p_g ON p(g0, s1)");
+        assert!(p.final_sql.starts_with("SELECT q.g0 AS \"kind\", q.a0 AS \"n\", q.a1 AS \"avg_ts\" FROM (SELECT (SELECT x.g0 FROM p AS x WHERE x.g0 IS p.g0 ORDER BY x.s1 LIMIT 1) AS g0,"), "{}", p.final_sql);
         assert!(p.final_sql.ends_with("FROM p GROUP BY p.g0) AS q"), "{}", p.final_sql);
         assert_eq!(p.partials[0].insert_sql(), format!("INSERT INTO p VALUES ({})", (1..=p.partials[0].ncols).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")));
     }
@@ -723,9 +797,16 @@ mod tests {
     #[test]
     fn collations_and_types_follow_the_expression() {
         let p = pl("SELECT tag, min(tag), count(DISTINCT tag), max(kind COLLATE NOCASE) FROM t GROUP BY tag").unwrap();
-        assert!(p.scratch_ddl[0].starts_with("CREATE TABLE p(g0 TEXT COLLATE NOCASE, s0, s1 COLLATE NOCASE,"), "{}", p.scratch_ddl[0]);
+        assert_eq!(p.scratch_ddl[0], "CREATE TABLE p(g0 TEXT COLLATE NOCASE, s0, s1)");
+        assert!(p.scratch_ddl.iter().any(|d| d == "CREATE TABLE m0(g0 TEXT COLLATE NOCASE, v COLLATE NOCASE, rid)"), "{:?}", p.scratch_ddl);
         assert!(p.scratch_ddl.iter().any(|d| d == "CREATE TABLE d1(g0 TEXT COLLATE NOCASE, v COLLATE NOCASE)"), "{:?}", p.scratch_ddl);
-        assert!(p.final_sql.contains("max(p.s2 COLLATE NOCASE) AS a2"), "{}", p.final_sql);
+        assert!(p.final_sql.contains("((SELECT v FROM m2 WHERE m2.g0 IS p.g0 AND v IS NOT NULL ORDER BY v DESC, rid LIMIT 1) COLLATE NOCASE) AS a2"), "{}", p.final_sql);
+        assert!(p.final_sql.contains("(SELECT x.g0 FROM m2 AS x WHERE x.g0 IS p.g0 ORDER BY x.v IS NULL, x.v DESC,"), "{}", p.final_sql);
+        assert!(p.final_sql.contains("LIMIT 1) COLLATE NOCASE AS g0"), "{}", p.final_sql);
+        let m = &p.partials[1];
+        assert_eq!(m.shard_sql, "SELECT (tag), min((tag)), _shardvt_rid FROM (SELECT rowid AS _shardvt_rid, * FROM data ORDER BY rowid) GROUP BY 1");
+        let p = pl("SELECT max(rowid) FROM t WHERE ts > 1").unwrap();
+        assert_eq!(p.partials[1].shard_sql, "SELECT max((rowid)), rowid FROM data NOT INDEXED WHERE (ts > 1)");
         let p = pl("SELECT CAST(ts AS TEXT), count(*) FROM t GROUP BY CAST(ts AS TEXT)").unwrap();
         assert!(p.scratch_ddl[0].starts_with("CREATE TABLE p(g0 TEXT,"), "{}", p.scratch_ddl[0]);
         let p = pl("SELECT count(*) FROM t GROUP BY +tag").unwrap();
@@ -776,6 +857,6 @@ mod tests {
         }
         // a function the host does not list as aggregate is scalar
         assert!(pl("SELECT myfunc(sum(ts)) FROM t").is_ok());
-        assert!(pl("SELECT count() FROM t").unwrap().partials[0].shard_sql.contains("count(*), count(*)"));
+        assert!(pl("SELECT count() FROM t").unwrap().partials[0].shard_sql.contains("min(rowid), count(*)"));
     }
 }

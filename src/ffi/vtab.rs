@@ -171,6 +171,11 @@ pub trait VTab: Sized {
     fn wants_constraint_support() -> bool {
         false
     }
+    /// SQLITE_VTAB_DIRECTONLY: the table cannot be used from triggers or views of a schema
+    /// (for tables that run queries or touch files on behalf of whoever wrote the schema).
+    fn direct_only() -> bool {
+        false
+    }
     fn update(&mut self, _args: &[ValueRef<'_>]) -> Result<i64> {
         Err(Error::config("table is read-only"))
     }
@@ -286,6 +291,9 @@ unsafe fn connect_impl<T: VTab>(
         }
         if T::wants_constraint_support() {
             call_api(|r| r.vtab_config.unwrap()(db, sys::SQLITE_VTAB_CONSTRAINT_SUPPORT, 1 as c_int));
+        }
+        if T::direct_only() {
+            call_api(|r| r.vtab_config.unwrap()(db, sys::SQLITE_VTAB_DIRECTONLY));
         }
         Ok(t)
     });

@@ -20,7 +20,7 @@
 //! "no such table" runs the DDL and is retried once (a DDL rolled back with its transaction is
 //! re-created the same way).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use crate::config::{quote_ident, TableConfig};
@@ -104,6 +104,9 @@ pub struct Capture {
     first_seq: BTreeMap<ShardId, i64>,
     /// (shard, first seq, last seq, csn) written by `seal`
     sealed: Vec<(ShardId, i64, i64, i64)>,
+    /// shard connections that got the REPLACE-victim temp objects (a reopened connection
+    /// lacks them: the "no such table" retry re-creates them)
+    gone_ready: HashSet<ShardId>,
     pub store: Store,
 }
 
@@ -134,6 +137,7 @@ impl Capture {
             next_tn: 0,
             first_seq: BTreeMap::new(),
             sealed: Vec::new(),
+            gone_ready: HashSet::new(),
             store: Store::default(),
         }
     }
@@ -157,7 +161,10 @@ impl Capture {
     }
 
     /// Before a REPLACE write: start copying rows that SQLite deletes into temp._shardvt_gone.
-    pub fn arm(&self, c: &mut ShardConn) -> Result<()> {
+    pub fn arm(&mut self, id: ShardId, c: &mut ShardConn) -> Result<()> {
+        if self.gone_ready.insert(id) {
+            c.conn.exec(&self.gone_ddl)?;
+        }
         with_ddl(c, &self.gone_ddl, |c| {
             c.run(CLEAR_SQL, |_| Ok(()))?;
             c.run(ARM_SQL, |_| Ok(()))
@@ -272,6 +279,11 @@ impl Capture {
         Ok(out)
     }
 
+    /// The shard connections were closed (RENAME): their temp objects are gone.
+    pub fn forget_connections(&mut self) {
+        self.gone_ready.clear();
+    }
+
     /// Forgets the transaction (COMMIT, ROLLBACK, BEGIN).
     pub fn end_txn(&mut self) {
         self.txid = None;
@@ -279,6 +291,11 @@ impl Capture {
         self.first_seq.clear();
         self.sealed.clear();
     }
+}
+
+/// Creates the outbox tables in a new shard file (CREATE of the table, a new prefix shard).
+pub fn create_tables(c: &ShardConn) -> Result<()> {
+    c.conn.exec(SHARD_DDL)
 }
 
 /// Recovery: writes the outbox rows of a redo record into a shard (inside the recovery's shard

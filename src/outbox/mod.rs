@@ -44,7 +44,7 @@ pub mod envelope;
 pub mod feed;
 pub mod store;
 
-pub use capture::{apply_redo, Capture, Op, Record};
+pub use capture::{apply_redo, create_tables, Capture, Op, Record};
 pub use store::OUTBOX_FILE;
 
 /// The outbox tables inside every shard file (`sql/outbox_shard.sql`).

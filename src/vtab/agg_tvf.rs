@@ -164,6 +164,10 @@ fn query_argument(argv: &[String]) -> Result<String> {
 }
 
 impl VTab for AggTable {
+    fn direct_only() -> bool {
+        true // it runs queries on the shards
+    }
+
     type Cursor = AggCursor;
 
     fn connect(db: HostDb, argv: &[String], create: bool) -> Result<(Self, String)> {

@@ -333,7 +333,11 @@ impl ShardedTable {
                 let schema = self.cfg.schema_body();
                 let indexes = self.catalog.indexes.clone();
                 let key_index = self.cfg.key_index_sql();
-                drop(ShardConn::create(ShardId(u32::MAX), &path, &schema, key_index.as_deref(), &indexes)?);
+                let created = ShardConn::create(ShardId(u32::MAX), &path, &schema, key_index.as_deref(), &indexes)?;
+                if self.cfg.outbox {
+                    crate::outbox::create_tables(&created)?;
+                }
+                drop(created);
                 let e = self.catalog.add_prefix_shard(p.as_deref(), &file)?;
                 Ok(Some(e.id))
             }
@@ -1071,17 +1075,22 @@ impl VTab for ShardedTable {
         let args: Vec<&str> = argv[3..].iter().map(|s| s.as_str()).collect();
         let cfg = config::parse(&args)?;
         let (dir, default_dir) = resolve_dir(db, &schema, &name, cfg.dir.as_deref())?;
-        let catalog = if create {
+        let creates_files = create && !cfg.attach;
+        let catalog = if creates_files {
             let cat = Catalog::create(&dir, &name, &cfg)?;
             for e in &cat.shards {
-                ShardConn::create(e.id, &cat.shard_path(e), &cfg.schema_body(), cfg.key_index_sql().as_deref(), &[])
-                    .map_err(|e| e.context("sharded: CREATE VIRTUAL TABLE"))?;
+                let created =
+                    ShardConn::create(e.id, &cat.shard_path(e), &cfg.schema_body(), cfg.key_index_sql().as_deref(), &[])
+                        .map_err(|e| e.context("sharded: CREATE VIRTUAL TABLE"))?;
+                if cfg.outbox {
+                    crate::outbox::create_tables(&created)?;
+                }
             }
             cat
         } else {
             Catalog::open(&dir, &name, &cfg)?
         };
-        let txlog = if create { TxLog::create(&catalog.dir)? } else { TxLog::open(&catalog.dir)? };
+        let txlog = if creates_files { TxLog::create(&catalog.dir)? } else { TxLog::open(&catalog.dir)? };
         let txlog_path_of_dir = catalog.dir.join(crate::txn::TXLOG_FILE);
         let declared = format!("CREATE TABLE x({})", cfg.schema_body());
         let collations = cfg.columns.iter().map(|c| c.collation.clone()).collect();
@@ -1131,7 +1140,7 @@ impl VTab for ShardedTable {
         let mut t = t;
         t.rowid_epoch = t.catalog.rowid_epoch()?;
         t.refresh_unique_groups();
-        if !create {
+        if !creates_files {
             // Finish or re-apply any multi-shard transaction a crash interrupted.
             t.recover(true).map_err(|e| e.context("sharded: recovering interrupted multi-shard commits"))?;
         }
@@ -1186,6 +1195,9 @@ impl VTab for ShardedTable {
 
     fn destroy(&mut self) -> Result<()> {
         registry::unregister(self.host, &self.schema, &self.name);
+        if self.cfg.attach {
+            return Ok(()); // attached to files another table owns: leave them
+        }
         self.conns.clear();
         let dir = self.catalog.dir.clone();
         let files: Vec<String> = self.catalog.shards.iter().map(|s| s.file.clone()).collect();
@@ -1410,6 +1422,11 @@ impl VTab for ShardedTable {
     }
 
     fn rename(&mut self, new_name: &str) -> Result<()> {
+        if self.cfg.attach {
+            return Err(Error::config(
+                "sharded: a table made with attach=on cannot be renamed (its catalog names the owning table)",
+            ));
+        }
         if self.in_txn && self.conns.values().any(|c| c.txn_levels.is_some()) {
             return Err(Error::config("sharded: commit pending writes before ALTER TABLE ... RENAME"));
         }

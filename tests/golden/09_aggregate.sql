@@ -50,6 +50,8 @@ SELECT sum(ts) FROM nat;
 SELECT shardvt_aggregate('SELECT sum(ts) FROM ev');
 SELECT total(ts) FROM nat;
 SELECT shardvt_aggregate('SELECT total(ts) FROM ev') AS json;
+SELECT total(ts) = json_extract(shardvt_aggregate('SELECT total(ts) AS t FROM ev'), '$[0].t') AS same_real,
+       avg(ts) = json_extract(shardvt_aggregate('SELECT avg(ts) AS a FROM ev'), '$[0].a') AS same_avg FROM nat;
 -- What cannot be combined exactly is refused, naming the construct.
 SELECT shardvt_aggregate('SELECT kind, count(*) FROM ev GROUP BY tag');
 SELECT shardvt_aggregate('SELECT count(*) FROM ev JOIN nat USING (id)');

@@ -26,7 +26,7 @@ impl ShardedTable {
         let Some(ob) = self.outbox.as_mut().filter(|_| mode == MODE_REPLACE) else {
             return write(c);
         };
-        ob.arm(c)?;
+        ob.arm(id, c)?;
         let r = write(c);
         let gone = ob.disarm(c)?;
         let changed = r?;
@@ -88,6 +88,7 @@ impl ShardedTable {
     pub(super) fn outbox_close_store(&mut self) {
         if let Some(ob) = self.outbox.as_mut() {
             ob.store.close();
+            ob.forget_connections();
         }
     }
 
