@@ -7,7 +7,9 @@ CREATE TABLE IF NOT EXISTS shards(
   shard   INTEGER PRIMARY KEY,          -- ShardId
   file    TEXT NOT NULL UNIQUE,         -- file name inside dir
   prefix  TEXT,                         -- prefix strategy: the prefix (NULL for the NULL shard)
-  is_null INTEGER NOT NULL DEFAULT 0    -- prefix strategy: 1 for the NULL-key shard
+  is_null INTEGER NOT NULL DEFAULT 0,   -- prefix strategy: 1 for the NULL-key shard
+  dev     INTEGER,                      -- file identity (device, inode) recorded at creation:
+  ino     INTEGER                       -- a replaced or hard-linked shard file is refused
 );
 CREATE TABLE IF NOT EXISTS buckets(
   bucket INTEGER PRIMARY KEY,           -- BucketId (hash strategy)

@@ -62,7 +62,9 @@ pub enum Record {
 }
 
 const RECORD_SQL: &str = "INSERT INTO _shardvt_outbox(txid, tn, op, rid, before, after, ts) \
-                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq";
+                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// The seq just written (asked once per shard and transaction; RETURNING on every insert costs more).
+const LAST_SEQ_SQL: &str = "SELECT max(seq) FROM _shardvt_outbox";
 const ARM_SQL: &str = "INSERT INTO temp._shardvt_gone(rid) VALUES (NULL)";
 const CLEAR_SQL: &str = "DELETE FROM temp._shardvt_gone";
 
@@ -197,23 +199,23 @@ impl Capture {
         let tn = self.next_tn;
         let ts = now_secs();
         let text = |s: Option<&str>| s.map(Value::text).unwrap_or(Value::Null);
-        let seq = with_ddl(c, SHARD_DDL, |c| {
-            let mut st = c.take(RECORD_SQL)?;
-            let r = (|| -> Result<i64> {
+        with_ddl(c, SHARD_DDL, |c| {
+            c.run(RECORD_SQL, |st| {
                 st.bind(1, &Value::text(&txid))?;
                 st.bind_i64(2, tn)?;
                 st.bind(3, &Value::text(op.code()))?;
                 st.bind_i64(4, rid)?;
                 st.bind(5, &text(before))?;
                 st.bind(6, &text(after))?;
-                st.bind(7, &Value::Real(ts))?;
-                st.step()?;
-                Ok(st.column_i64(0))
-            })();
-            c.give(RECORD_SQL, st);
-            r
+                st.bind(7, &Value::Real(ts))
+            })
         })?;
-        self.first_seq.entry(id).or_insert(seq);
+        if !self.first_seq.contains_key(&id) {
+            let mut st = c.take(LAST_SEQ_SQL)?;
+            let seq = st.step().map(|_| st.column_i64(0));
+            c.give(LAST_SEQ_SQL, st);
+            self.first_seq.insert(id, seq?);
+        }
         Ok(())
     }
 

@@ -33,6 +33,8 @@ pub struct ShardEntry {
     pub file: String,
     /// Prefix strategy: Some(Some(p)) for prefix p, Some(None) for the NULL shard; hash: None.
     pub prefix: Option<Option<String>>,
+    /// (device, inode) of the file when it was created (None: not recorded).
+    pub identity: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -265,7 +267,7 @@ impl Catalog {
     pub fn reload(&mut self) -> Result<()> {
         self.data_version = self.current_data_version()?;
         let mut shards = Vec::new();
-        let mut st = self.conn.prepare("SELECT shard, file, prefix, is_null FROM shards ORDER BY shard")?;
+        let mut st = self.conn.prepare("SELECT shard, file, prefix, is_null, dev, ino FROM shards ORDER BY shard")?;
         while st.step()? {
             let id = ShardId(st.column_i64(0) as u32);
             let file = text_of(Some(st.column_value(1)));
@@ -274,7 +276,11 @@ impl Catalog {
                 (Value::Null, _) => None,
                 (v, _) => Some(Some(text_of(Some(v)))),
             };
-            shards.push(ShardEntry { id, file, prefix });
+            let identity = match (st.column_value(4), st.column_value(5)) {
+                (Value::Integer(d), Value::Integer(i)) => Some((d as u64, i as u64)),
+                _ => None,
+            };
+            shards.push(ShardEntry { id, file, prefix, identity });
         }
         drop(st);
         let mut buckets = Vec::new();
@@ -314,8 +320,19 @@ impl Catalog {
         }
     }
 
+    /// Records the (device, inode) of a shard file just created.
+    pub fn record_identity(&mut self, id: ShardId, identity: (u64, u64)) -> Result<()> {
+        self.in_write_txn(|c| {
+            let mut st = c.prepare("UPDATE shards SET dev = ?1, ino = ?2 WHERE shard = ?3")?;
+            st.bind_i64(1, identity.0 as i64)?;
+            st.bind_i64(2, identity.1 as i64)?;
+            st.bind_i64(3, id.0 as i64)?;
+            st.step().map(|_| ())
+        })
+    }
+
     /// Registers the shard for a new prefix (or returns the one another process just added).
-    pub fn add_prefix_shard(&mut self, prefix: Option<&str>, file: &str) -> Result<ShardEntry> {
+    pub fn add_prefix_shard(&mut self, prefix: Option<&str>, file: &str, identity: (u64, u64)) -> Result<ShardEntry> {
         let prefix_owned = prefix.map(|s| s.to_string());
         self.in_write_txn(|c| {
             let mut find = c.prepare("SELECT shard FROM shards WHERE file = ?1")?;
@@ -325,9 +342,11 @@ impl Catalog {
             }
             drop(find);
             let mut ins = c.prepare(
-                "INSERT INTO shards(shard, file, prefix, is_null) \
-                 VALUES ((SELECT coalesce(max(shard), -1) + 1 FROM shards), ?1, ?2, ?3)",
+                "INSERT INTO shards(shard, file, prefix, is_null, dev, ino) \
+                 VALUES ((SELECT coalesce(max(shard), -1) + 1 FROM shards), ?1, ?2, ?3, ?4, ?5)",
             )?;
+            ins.bind_i64(4, identity.0 as i64)?;
+            ins.bind_i64(5, identity.1 as i64)?;
             ins.bind(1, &Value::text(file))?;
             ins.bind(2, &prefix_owned.as_deref().map(Value::text).unwrap_or(Value::Null))?;
             ins.bind(3, &Value::Integer(prefix_owned.is_none() as i64))?;

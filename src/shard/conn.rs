@@ -67,13 +67,32 @@ impl ShardConn {
         Ok(ShardConn { cache: HashMap::new(), conn, id, txn_levels: None })
     }
 
-    /// Opens an existing shard file.
-    pub fn open(id: ShardId, path: &Path) -> Result<ShardConn> {
+    /// Opens an existing shard file, refusing one that is not the file the catalog recorded
+    /// (replaced: other device/inode) or that has extra hard links (two names for one shard would
+    /// let two processes keep two WAL files for it).
+    pub fn open(id: ShardId, path: &Path, expected: Option<(u64, u64)>) -> Result<ShardConn> {
         if !path.exists() {
             return Err(Error::shard(format!(
                 "sharded: shard file {} is missing (the catalog lists it); restore it from a backup",
                 path.display()
             )));
+        }
+        if let Ok((dev, ino, nlink)) = super::file_identity(path) {
+            if nlink > 1 {
+                return Err(Error::shard(format!(
+                    "sharded: shard file {} has {nlink} hard links; remove the extra links (a shard must have one name)",
+                    path.display()
+                )));
+            }
+            if let Some((d, i)) = expected {
+                if (d, i) != (dev, ino) {
+                    return Err(Error::shard(format!(
+                        "sharded: shard file {} was replaced (it is not the file this table created); \
+                         restore the original file, or copy the new one's rows in through the table",
+                        path.display()
+                    )));
+                }
+            }
         }
         let ctx = format!("sharded: shard file {} is unreadable or not a shard (restore it from a backup)", path.display());
         let conn = Connection::open(&path.to_string_lossy(), OPEN_READWRITE).map_err(|e| e.context(&ctx))?;

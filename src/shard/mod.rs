@@ -8,6 +8,13 @@
 pub mod catalog;
 pub mod conn;
 
+/// (device, inode, hard-link count) of a file.
+pub fn file_identity(path: &std::path::Path) -> std::io::Result<(u64, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino(), m.nlink()))
+}
+
 /// The name of the table inside every shard file.
 pub const SHARD_TABLE: &str = "data";
 /// Default busy timeout for shard and catalog connections, in milliseconds.

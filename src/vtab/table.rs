@@ -200,7 +200,7 @@ impl ShardedTable {
                         .ok_or_else(|| Error::shard(format!("sharded: shard {} is not in the catalog", id.0)))?
                 }
             };
-            let c = ShardConn::open(id, &self.catalog.shard_path(&entry))?;
+            let c = ShardConn::open(id, &self.catalog.shard_path(&entry), entry.identity)?;
             self.conns.insert(id, c);
         }
         Ok(self.conns.get_mut(&id).unwrap())
@@ -223,10 +223,18 @@ impl ShardedTable {
 
     /// All shard ids (reloading the catalog if another connection changed it).
     pub(crate) fn all_shards(&mut self) -> Result<Vec<ShardId>> {
-        if self.catalog.refresh()? {
+        self.refresh_catalog()?;
+        Ok(self.catalog.shards.iter().map(|s| s.id).collect())
+    }
+
+    /// Reloads the catalog if another connection changed it (one `PRAGMA data_version`), and
+    /// everything derived from it. True when it changed.
+    pub(crate) fn refresh_catalog(&mut self) -> Result<bool> {
+        let changed = self.catalog.refresh()?;
+        if changed {
             self.refresh_unique_groups();
         }
-        Ok(self.catalog.shards.iter().map(|s| s.id).collect())
+        Ok(changed)
     }
 
     fn refresh_unique_groups(&mut self) {
@@ -319,7 +327,7 @@ impl ShardedTable {
                 if let Some(id) = find(&self.catalog) {
                     return Ok(Some(id));
                 }
-                self.catalog.refresh()?;
+                self.refresh_catalog()?;
                 if let Some(id) = find(&self.catalog) {
                     return Ok(Some(id));
                 }
@@ -338,7 +346,9 @@ impl ShardedTable {
                     crate::outbox::create_tables(&created)?;
                 }
                 drop(created);
-                let e = self.catalog.add_prefix_shard(p.as_deref(), &file)?;
+                let (dev, ino, _) = crate::shard::file_identity(&path)
+                    .map_err(|e| Error::shard(format!("sharded: cannot stat {}: {e}", path.display())))?;
+                let e = self.catalog.add_prefix_shard(p.as_deref(), &file, (dev, ino))?;
                 Ok(Some(e.id))
             }
         }
@@ -435,7 +445,7 @@ impl ShardedTable {
     /// Drops our rowid block when another connection wrote an explicit rowid that may lie inside
     /// it (catalog `rowid_epoch` changed). Checked once per write transaction, not per row.
     fn check_rowid_epoch(&mut self) -> Result<()> {
-        if self.catalog.refresh()? {
+        if self.refresh_catalog()? {
             let epoch = self.catalog.rowid_epoch()?;
             if epoch != self.rowid_epoch {
                 self.rowid_epoch = epoch;
@@ -936,7 +946,7 @@ impl ShardedTable {
         if name.is_empty() || definition.trim().is_empty() {
             return Err(Error::config("shardvt_create_index: name and definition must not be empty"));
         }
-        self.catalog.refresh()?;
+        self.refresh_catalog()?;
         if self.catalog.indexes.iter().any(|i| i.name.eq_ignore_ascii_case(name)) {
             return Err(Error::config(format!(
                 "shardvt_create_index: index {name} already exists on {} (drop it first with shardvt_drop_index('{}', '{name}'))",
@@ -1005,7 +1015,7 @@ impl ShardedTable {
     }
 
     pub fn drop_index(&mut self, name: &str) -> Result<()> {
-        self.catalog.refresh()?;
+        self.refresh_catalog()?;
         let Some(e) = self.catalog.indexes.iter().find(|i| i.name.eq_ignore_ascii_case(name)).cloned() else {
             return Err(Error::config(format!(
                 "shardvt_drop_index: no such index: {name} on {} (only indexes made by shardvt_create_index can be dropped)",
@@ -1077,14 +1087,19 @@ impl VTab for ShardedTable {
         let (dir, default_dir) = resolve_dir(db, &schema, &name, cfg.dir.as_deref())?;
         let creates_files = create && !cfg.attach;
         let catalog = if creates_files {
-            let cat = Catalog::create(&dir, &name, &cfg)?;
-            for e in &cat.shards {
+            let mut cat = Catalog::create(&dir, &name, &cfg)?;
+            for e in cat.shards.clone().iter() {
                 let created =
                     ShardConn::create(e.id, &cat.shard_path(e), &cfg.schema_body(), cfg.key_index_sql().as_deref(), &[])
                         .map_err(|e| e.context("sharded: CREATE VIRTUAL TABLE"))?;
                 if cfg.outbox {
                     crate::outbox::create_tables(&created)?;
                 }
+                drop(created);
+                let path = cat.shard_path(e);
+                let (dev, ino, _) = crate::shard::file_identity(&path)
+                    .map_err(|err| Error::shard(format!("sharded: cannot stat {}: {err}", path.display())))?;
+                cat.record_identity(e.id, (dev, ino))?;
             }
             cat
         } else {

@@ -3,7 +3,6 @@ import ctypes
 import ctypes.util
 import os
 import shutil
-import sqlite3  # only for a plain (extension-free) look at shard files
 import subprocess
 import sys
 
@@ -50,9 +49,8 @@ def test_catalog_of_another_table_is_refused(so_path, tmp):
 
 def test_catalog_format_version_and_schema_mismatch(so_path, tmp):
     make_table(tmp / "x.db").close()
-    cat = sqlite3.connect(tmp / "t_shards" / "catalog.db")
+    cat = apsw.Connection(str(tmp / "t_shards" / "catalog.db"))
     cat.execute("UPDATE meta SET value = 99 WHERE key = 'format_version'")
-    cat.commit()
     cat.close()
     conn = open_db(tmp / "x.db")
     with pytest.raises(apsw.Error) as e:
@@ -102,10 +100,10 @@ def test_shard_files_are_plain_sqlite(so_path, tmp):
     make_table(tmp / "x.db").close()
     total = 0
     for f in sorted((tmp / "t_shards").glob("shard-*.db")):
-        c = sqlite3.connect(f)
-        assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert c.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        total += c.execute("SELECT count(*) FROM data").fetchone()[0]
+        c = apsw.Connection(str(f))  # plain SQLite, no extension
+        assert c.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert c.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+        total += c.execute("SELECT count(*) FROM data").fetchall()[0][0]
         c.close()
     assert total == 4
 
@@ -149,3 +147,31 @@ def test_drop_and_recreate_in_same_dir_starts_clean(so_path, tmp):
     conn.close()
     conn = open_db(tmp / "x.db")
     assert rows(conn, "SELECT k, v FROM t") == [("z", 26)]
+
+
+def test_replaced_or_hard_linked_shard_is_refused(so_path, tmp):
+    """A shard file is identified by (device, inode) recorded at creation: a file copied over it
+    (a restore of the wrong file, a second writer's copy) or an extra hard link is refused, so two
+    processes can never keep two WAL files for one shard."""
+    make_table(tmp / "x.db").close()
+    shard = tmp / "t_shards" / "shard-0001.db"
+    # a replaced file: same content, new inode
+    shutil.copy(shard, tmp / "copy.db")
+    os.replace(tmp / "copy.db", shard)
+    conn = open_db(tmp / "x.db")
+    with pytest.raises(apsw.Error) as e:
+        rows(conn, "SELECT * FROM t")
+    assert "shard-0001.db was replaced" in str(e.value)
+    conn.close()
+    # a hard link to a shard file (a fresh table, so only the link is wrong)
+    conn = open_db(tmp / "h.db")
+    conn.execute(DDL.replace("'t_shards'", "'h_shards'"))
+    conn.close()
+    os.link(tmp / "h_shards" / "shard-0002.db", tmp / "alias.db")
+    conn = open_db(tmp / "h.db")
+    with pytest.raises(apsw.Error) as e:
+        rows(conn, "SELECT * FROM t")
+    assert "shard-0002.db has 2 hard links" in str(e.value)
+    conn.close()
+    os.unlink(tmp / "alias.db")
+    assert rows(open_db(tmp / "h.db"), "SELECT count(*) FROM t") == [(0,)]
