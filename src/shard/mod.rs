@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod conn;
+pub mod scan;
 
 /// (device, inode, hard-link count) of a file.
 pub fn file_identity(path: &std::path::Path) -> std::io::Result<(u64, u64, u64)> {

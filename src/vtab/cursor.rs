@@ -20,20 +20,56 @@ use crate::merge::{pick_min, KeySpec};
 use crate::planner::{op, Plan};
 use crate::routing::prune::KeyTerm;
 use crate::routing::ShardId;
+use crate::shard::scan::{self, Stream};
 use crate::shard::SHARD_TABLE;
 use crate::value::{Affinity, Value};
 
 use super::explain;
 use super::table::ShardedTable;
 
+/// Where a shard's rows come from: a statement stepped on this thread, or a worker's stream.
+enum Head {
+    Stmt { sql: String, stmt: Statement },
+    Chan(Stream),
+}
+
 struct Source {
     shard: ShardId,
-    sql: String,
-    stmt: Statement,
+    head: Head,
     /// merge key (ORDER BY consumed); empty in rowid order
     key: Vec<Value>,
     /// current rowid (the merge key in rowid order)
     rid: i64,
+}
+
+impl Source {
+    fn step(&mut self) -> Result<bool> {
+        match &mut self.head {
+            Head::Stmt { stmt, .. } => stmt.step(),
+            Head::Chan(s) => s.step(),
+        }
+    }
+    fn value_at(&self, j: usize) -> Value {
+        match &self.head {
+            Head::Stmt { stmt, .. } => stmt.column_value(j),
+            Head::Chan(s) => s.row()[j].clone(),
+        }
+    }
+    fn rowid_now(&self) -> i64 {
+        match &self.head {
+            Head::Stmt { stmt, .. } => stmt.column_i64(0),
+            Head::Chan(s) => match s.row()[0] {
+                Value::Integer(i) => i,
+                _ => 0,
+            },
+        }
+    }
+    fn set_column(&self, ctx: &mut ColumnContext, j: usize) {
+        match &self.head {
+            Head::Stmt { stmt, .. } => ctx.set_from_statement(stmt, j),
+            Head::Chan(s) => ctx.set_value(&s.row()[j]),
+        }
+    }
 }
 
 pub struct ShardedCursor {
@@ -92,15 +128,13 @@ impl ShardedCursor {
 
     fn release(&mut self, t: &mut ShardedTable) {
         for s in self.sources.drain(..) {
-            if let Ok(c) = t.conn(s.shard) {
-                c.give(&s.sql, s.stmt);
-            }
+            if let Head::Stmt { sql, stmt } = s.head {
+                if let Ok(c) = t.conn(s.shard) {
+                    c.give(&sql, stmt);
+                }
+            } // a stream's worker stops when its receiver is dropped
         }
         self.current = None;
-    }
-
-    fn read_key(stmt: &Statement, cols: &[usize]) -> Vec<Value> {
-        cols.iter().map(|&c| stmt.column_value(c)).collect()
     }
 
     fn pick(&mut self) {
@@ -116,9 +150,9 @@ impl ShardedCursor {
 
     fn refresh_key(&mut self, i: usize) {
         let s = &mut self.sources[i];
-        s.rid = s.stmt.column_i64(0);
+        s.rid = s.rowid_now();
         if !self.rowid_order {
-            s.key = Self::read_key(&s.stmt, &self.key_cols);
+            s.key = self.key_cols.iter().map(|&c| s.value_at(c)).collect();
         }
     }
 }
@@ -274,8 +308,27 @@ impl VTabCursor for ShardedCursor {
                 sql.push_str(" LIMIT ?");
             }
         }
-        explain::record(&t.name, &shards, t.shard_count(), &sql, !plan.order.is_empty(), limit);
+        let parallel = limit.is_none() && t.parallel_scan(&shards);
+        explain::record(&t.name, &shards, t.shard_count(), &sql, !plan.order.is_empty(), limit, parallel);
 
+        if parallel {
+            for id in shards {
+                let path = t.shard_path(id)?;
+                let mut src = Source {
+                    shard: id,
+                    head: Head::Chan(scan::start(&t.reader_pool, path, sql.clone(), binds.clone())),
+                    key: Vec::new(),
+                    rid: 0,
+                };
+                if src.step()? {
+                    self.sources.push(src);
+                    let n = self.sources.len() - 1;
+                    self.refresh_key(n);
+                }
+            }
+            self.pick();
+            return Ok(());
+        }
         for id in shards {
             let c = t.conn(id)?;
             let mut st = c.take(&sql)?;
@@ -289,7 +342,8 @@ impl VTabCursor for ShardedCursor {
             let has = r.and_then(|_| st.step());
             match has {
                 Ok(true) => {
-                    self.sources.push(Source { shard: id, sql: sql.clone(), stmt: st, key: Vec::new(), rid: 0 });
+                    let head = Head::Stmt { sql: sql.clone(), stmt: st };
+                    self.sources.push(Source { shard: id, head, key: Vec::new(), rid: 0 });
                     let n = self.sources.len() - 1;
                     self.refresh_key(n);
                 }
@@ -306,12 +360,14 @@ impl VTabCursor for ShardedCursor {
 
     fn next(&mut self, t: &mut ShardedTable) -> Result<()> {
         let Some(i) = self.current else { return Ok(()) };
-        let more = self.sources[i].stmt.step();
+        let more = self.sources[i].step();
         match more {
             Ok(true) => self.refresh_key(i),
             Ok(false) => {
                 let s = self.sources.remove(i);
-                t.conn(s.shard)?.give(&s.sql, s.stmt);
+                if let Head::Stmt { sql, stmt } = s.head {
+                    t.conn(s.shard)?.give(&sql, stmt);
+                }
             }
             Err(e) => {
                 let shard = self.sources[i].shard;
@@ -335,7 +391,7 @@ impl VTabCursor for ShardedCursor {
         if Some(i) == self.rowid_alias {
             ctx.set_i64(s.rid);
         } else if let Some(Some(j)) = self.col_map.get(i) {
-            ctx.set_from_statement(&s.stmt, *j);
+            s.set_column(ctx, *j);
         } else {
             ctx.set_null();
         }

@@ -53,6 +53,8 @@ use super::registry;
 
 mod outbox_hooks;
 
+/// Scans smaller than this (total shard file bytes) stay sequential: threads cost more there.
+pub const PARALLEL_MIN_BYTES: u64 = 8 << 20;
 /// Auto-assigned rowids are reserved from the catalog in blocks of this many.
 pub const ROWID_BLOCK: i64 = 1024;
 /// Bound on the rowid → shard memo kept from scans (cleared when exceeded).
@@ -98,6 +100,8 @@ pub struct ShardedTable {
     joined: bool,
     /// uniqueness rules that need a look at other shards (see config::cross_shard_unique_groups)
     unique_groups: Vec<config::UniqueGroup>,
+    /// idle read-only connections for parallel scans (see shard::scan)
+    pub(crate) reader_pool: crate::shard::scan::ReaderPool,
     /// outbox=on: change capture and the outbox store (see `outbox_hooks`, `crate::outbox`)
     outbox: Option<Capture>,
 }
@@ -404,6 +408,43 @@ impl ShardedTable {
                     .collect())
             }
         }
+    }
+
+    pub(crate) fn shard_path(&self, id: ShardId) -> Result<PathBuf> {
+        self.catalog
+            .shards
+            .iter()
+            .find(|s| s.id == id)
+            .map(|e| self.catalog.shard_path(e))
+            .ok_or_else(|| Error::shard(format!("sharded: shard {} is not in the catalog", id.0)))
+    }
+
+    /// Whether a scan of `shards` runs on worker threads: enabled with `SHARDVT_PARALLEL=1`
+    /// (off by default: on the 2-core machine it was measured on, the threads did not beat the
+    /// sequential merge, see README), several shards, no write transaction of ours (a transaction
+    /// must read its own uncommitted writes, which only its connections see), a thread-safe host,
+    /// and at least `SHARDVT_PARALLEL_MIN_BYTES` (default [`PARALLEL_MIN_BYTES`]) of shard files.
+    pub(crate) fn parallel_scan(&self, shards: &[ShardId]) -> bool {
+        if shards.len() < 2 || self.in_txn || !crate::ffi::api::host_threadsafe() {
+            return false;
+        }
+        if !std::env::var("SHARDVT_PARALLEL").map(|v| v.trim() == "1").unwrap_or(false) {
+            return false;
+        }
+        let min = std::env::var("SHARDVT_PARALLEL_MIN_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(PARALLEL_MIN_BYTES);
+        let mut bytes = 0u64;
+        for id in shards {
+            if let Ok(p) = self.shard_path(*id) {
+                for suffix in ["", "-wal"] {
+                    let f = PathBuf::from(format!("{}{suffix}", p.display()));
+                    bytes += std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+                }
+            }
+            if bytes >= min {
+                return true;
+            }
+        }
+        false
     }
 
     /// Which shard holds `rowid` now (memo from scans, verified; else a probe of every shard).
@@ -1150,6 +1191,7 @@ impl VTab for ShardedTable {
             txlog_path: txlog_path_of_dir,
             joined: false,
             unique_groups: Vec::new(),
+            reader_pool: Default::default(),
             outbox,
         };
         let mut t = t;
@@ -1219,6 +1261,7 @@ impl VTab for ShardedTable {
         let mut names: Vec<String> = Vec::new();
         // Nothing may write to these files after this point (see Drop).
         self.block = (0, 0);
+        self.reader_pool.clear();
         let meta_files = [
             crate::shard::catalog::CATALOG_FILE.to_string(),
             crate::txn::TXLOG_FILE.to_string(),
@@ -1455,6 +1498,7 @@ impl VTab for ShardedTable {
             }
             self.catalog.set_table_name(new_name)?;
             self.conns.clear();
+            self.reader_pool.clear();
             let old_dir = self.catalog.dir.clone();
             let cfg = (*self.cfg).clone();
             // Close the catalog before moving its folder, then reopen it at the new place.

@@ -1,0 +1,139 @@
+//! Parallel shard scans: one worker thread per shard streams rows to the cursor.
+//!
+//! HOW IT WORKS. For a large scan over several shards outside a write transaction, the cursor
+//! starts one worker per shard. Each worker takes a read-only connection from the table's
+//! reader pool (or opens one), runs the shard SQL, decodes rows into Rust values and sends them
+//! in batches of [`BATCH_ROWS`] through a bounded channel ([`CHANNEL_BATCHES`] batches), so
+//! memory stays bounded however large the table is and a slow consumer pauses the workers. The
+//! host thread only merges the heads and hands values over. Dropping the receiver (cursor closed
+//! or re-filtered) makes the worker stop at its next send; it then returns its connection.
+//!
+//! Each worker's statement is one read transaction on its shard, so every shard is read at one
+//! point in time, as in a sequential scan. Requires a thread-safe host library (checked by the
+//! caller). Errors travel through the channel and surface from xNext/xFilter.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::ffi::api::{Connection, OPEN_READONLY};
+use crate::value::Value;
+
+use super::BUSY_TIMEOUT_MS;
+
+pub const BATCH_ROWS: usize = 256;
+pub const CHANNEL_BATCHES: usize = 4;
+const POOL_PER_SHARD: usize = 2;
+
+pub type Row = Vec<Value>;
+type Batch = Result<Vec<Row>>;
+
+/// Idle read-only connections per shard file, shared with worker threads.
+#[derive(Default, Clone)]
+pub struct ReaderPool {
+    inner: Arc<Mutex<HashMap<PathBuf, Vec<Connection>>>>,
+}
+
+impl ReaderPool {
+    fn take(&self, path: &PathBuf) -> Result<Connection> {
+        if let Some(c) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).get_mut(path).and_then(|v| v.pop()) {
+            return Ok(c);
+        }
+        let c = Connection::open(&path.to_string_lossy(), OPEN_READONLY)?;
+        c.busy_timeout(BUSY_TIMEOUT_MS);
+        Ok(c)
+    }
+
+    fn give(&self, path: PathBuf, c: Connection) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let v = m.entry(path).or_default();
+        if v.len() < POOL_PER_SHARD {
+            v.push(c);
+        }
+    }
+
+    pub fn clear(&self) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// The receiving end of one shard's stream.
+pub struct Stream {
+    rx: Receiver<Batch>,
+    batch: Vec<Row>,
+    pos: usize,
+}
+
+impl Stream {
+    /// Advances to the next row: Ok(false) at the end of the shard's rows.
+    pub fn step(&mut self) -> Result<bool> {
+        self.pos += 1;
+        if self.pos < self.batch.len() {
+            return Ok(true);
+        }
+        match self.rx.recv() {
+            Ok(Ok(b)) => {
+                self.batch = b;
+                self.pos = 0;
+                Ok(!self.batch.is_empty())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                self.batch.clear();
+                Ok(false)
+            }
+        }
+    }
+
+    pub fn row(&self) -> &Row {
+        &self.batch[self.pos]
+    }
+
+    /// True when the worker has nothing buffered yet (for tests).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.rx.try_recv(), Err(TryRecvError::Empty))
+    }
+}
+
+/// Starts a worker that runs `sql` with `binds` on the shard file at `path`.
+pub fn start(pool: &ReaderPool, path: PathBuf, sql: String, binds: Vec<Value>) -> Stream {
+    let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
+    let pool = pool.clone();
+    let spawned = std::thread::Builder::new().name("shardvt-scan".into()).spawn(move || {
+        let run = || -> Result<()> {
+            let conn = pool.take(&path)?;
+            let r = (|| -> Result<()> {
+                let mut st = conn.prepare(&sql)?;
+                for (i, b) in binds.iter().enumerate() {
+                    st.bind(i + 1, b)?;
+                }
+                let n = st.column_count();
+                loop {
+                    let mut batch = Vec::with_capacity(BATCH_ROWS);
+                    while batch.len() < BATCH_ROWS && st.step()? {
+                        batch.push((0..n).map(|i| st.column_value(i)).collect());
+                    }
+                    let last = batch.len() < BATCH_ROWS;
+                    if batch.is_empty() || tx.send(Ok(batch)).is_err() || last {
+                        return Ok(());
+                    }
+                }
+            })();
+            pool.give(path.clone(), conn);
+            r
+        };
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            .unwrap_or_else(|_| Err(Error::internal("sharded: a scan worker panicked")));
+        if let Err(e) = r {
+            let _ = tx.send(Err(e));
+        }
+    });
+    if let Err(e) = spawned {
+        let (tx2, rx2) = sync_channel::<Batch>(1);
+        let _ = tx2.send(Err(Error::internal(format!("sharded: cannot start a scan thread: {e}"))));
+        return Stream { rx: rx2, batch: Vec::new(), pos: 0 };
+    }
+    Stream { rx, batch: Vec::new(), pos: 0 }
+}
