@@ -215,7 +215,15 @@ def child_scan(variant, d, ext):
 
 
 def child_writer(variant, d, ext, widx, duration, base_user, span, rows_per_txn):
-    c = connect(variant, d, ext)
+    if variant == "sharded":
+        # Each writer process uses its own private host database attached to the shared shard
+        # folder (README: SQLite takes the host file's write lock for any write to a table stored
+        # in it, so writers sharing one host file would take turns on that lock).
+        c = _open(":memory:", ext)
+        run(c, f"CREATE VIRTUAL TABLE temp.t USING sharded({COLS}, shard_key=k, shards={NSHARDS}, "
+               f"dir='{d / 'sharded.shards'}', attach=on)")
+    else:
+        c = connect(variant, d, ext)
     rng = random.Random(SEED + 1000 + widx)
     lo = base_user + widx * span  # writer w owns users [lo, lo + span): distinct keys per writer
     # prepare once (statement cache) before the start signal
