@@ -6,7 +6,7 @@ EXT := libshardvt.so
 PY ?= python3
 SQLITE3 ?= sqlite3
 
-.PHONY: all build test unit golden slt conformance python rust-host demo bench crash soak clean check-so
+.PHONY: all build test unit golden slt conformance python rust-host outbox-e2e demo bench crash soak clean check-so
 
 all: build
 
@@ -44,6 +44,10 @@ rust-host: $(EXT)
 	tests/rust_host/target/release/shardvt-rust-host ./$(EXT)
 
 test: check-so unit golden slt conformance python rust-host
+
+# Outbox → PostgreSQL end to end (needs the postgresql server package and psycopg; .ci/run installs them).
+outbox-e2e: $(EXT)
+	bash tests/outbox_e2e/run.sh
 
 # Benchmarks and long runs (not part of `make test`).
 bench: $(EXT)

@@ -37,14 +37,17 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def pg_type(decl):
+    """PostgreSQL type and value kind for a SQLite declared type (SQLite's affinity rules)."""
     d = (decl or "").upper()
     if "INT" in d:
         return "bigint", "int"
+    if any(w in d for w in ("CHAR", "CLOB", "TEXT")):
+        return "text", "text"
+    if "BLOB" in d:
+        return "bytea", "blob"
     if any(w in d for w in ("REAL", "FLOA", "DOUB")):
         return "double precision", "real"
-    if "BLOB" in d or d == "":
-        return ("bytea", "blob") if "BLOB" in d else ("text", "any")
-    return "text", "text"
+    return "text", "any"  # untyped or NUMERIC: any value, kept as its text
 
 
 class Sink:
@@ -57,9 +60,10 @@ class Sink:
         t = sql.Identifier(table)
         cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         marks = sql.SQL(", ").join(sql.Placeholder() for _ in names)
-        sets = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in names if n not in pk)
+        rest = [n for n in names if n not in pk]
+        sets = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in rest)
         conflict = sql.SQL(", ").join(sql.Identifier(n) for n in pk)
-        action = sql.SQL("DO UPDATE SET {}").format(sets) if sets.seq else sql.SQL("DO NOTHING")
+        action = sql.SQL("DO UPDATE SET {}").format(sets) if rest else sql.SQL("DO NOTHING")
         self.upsert = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(t, cols, marks, conflict, action)
         where = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier(n), sql.Placeholder()) for n in pk)
         self.delete = sql.SQL("DELETE FROM {} WHERE {}").format(t, where)

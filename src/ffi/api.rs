@@ -371,6 +371,34 @@ impl Connection {
         // SAFETY: live handle.
         unsafe { call!(extended_errcode(self.db)) }
     }
+    /// `PRAGMA data_version` (changes when another connection commits to this file), through a
+    /// statement the caller keeps in `cached` (declare it before the connection: it must drop first).
+    pub fn data_version(&self, cached: &mut Option<Statement>) -> Result<i64> {
+        if cached.is_none() {
+            *cached = Some(self.prepare("PRAGMA data_version")?);
+        }
+        let st = cached.as_mut().expect("just set");
+        st.step()?;
+        let v = st.column_i64(0);
+        st.reset();
+        Ok(v)
+    }
+
+    /// Runs `f` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back if it fails.
+    pub fn write_txn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.exec("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => {
+                self.exec("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.exec("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     pub fn in_transaction(&self) -> bool {
         // SAFETY: live handle.
         unsafe { call!(get_autocommit(self.db)) == 0 }

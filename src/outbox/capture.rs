@@ -3,13 +3,15 @@
 //! Per host transaction (reset by `end_txn`): a `txid` (16 hex digits, made on the first
 //! change), a change counter `tn` (1, 2, … in the order the changes were made, across shards),
 //! and the first outbox `seq` written on each shard. Because the shard is write-locked from its
-//! first write until COMMIT and `seq` is AUTOINCREMENT, the rows `seq >= first` of a shard are
+//! first write until COMMIT and `seq` is max + 1, the rows `seq >= first` of a shard are
 //! exactly this transaction's (savepoint rollbacks remove some of them, never add others).
 //!
 //! `seal` (xSync, before any shard commits, all shard locks held): allocate one csn from the
-//! clock (`store`) and write one `_shardvt_outbox_commit` row per shard that still has rows.
-//! `redo_rows` then reads those rows back for the multi-shard redo record (`txn`), and
-//! `apply_redo` writes them during recovery, so a recovered shard gets its outbox rows too.
+//! clock (`store`) and write it into the transaction's rows on every shard that kept some (they
+//! were inserted with the placeholder [`UNSEALED`], the same 8-byte size, so the update rewrites
+//! them in place on pages the transaction has already dirtied). `redo_rows` then reads those
+//! rows back for the multi-shard redo record (`txn`), and `apply_redo` writes them during
+//! recovery, so a recovered shard gets its outbox rows too.
 //!
 //! REPLACE victims: `INSERT/UPDATE OR REPLACE` may make SQLite delete other rows of the shard
 //! (a conflicting rowid or UNIQUE value). To record those as deletes, a shard connection used
@@ -33,7 +35,7 @@ use crate::value::Value;
 
 use super::envelope::ImageLayout;
 use super::store::{now_secs, Store};
-use super::{COMMIT_TABLE, OUTBOX_TABLE, SHARD_DDL};
+use super::{OUTBOX_TABLE, SHARD_DDL};
 
 /// What a change is, as stored in the `op` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,12 +63,18 @@ pub enum Record {
     PartOfMove,
 }
 
-const RECORD_SQL: &str = "INSERT INTO _shardvt_outbox(txid, tn, op, rid, before, after, ts) \
-                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// csn of rows whose transaction has not reached COMMIT yet (same 8-byte size as a real csn,
+/// so `seal` updates rows in place; and larger than any real csn).
+pub const UNSEALED: i64 = i64::MAX;
+const RECORD_SQL: &str = "INSERT INTO _shardvt_outbox(csn, tn, txid, op, rid, before, after, ts) \
+                          VALUES (9223372036854775807, ?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 /// The seq just written (asked once per shard and transaction; RETURNING on every insert costs more).
 const LAST_SEQ_SQL: &str = "SELECT max(seq) FROM _shardvt_outbox";
+const SEAL_SQL: &str = "UPDATE _shardvt_outbox SET csn = ?1 WHERE seq >= ?2";
+const ANY_SQL: &str = "SELECT count(*) FROM (SELECT 1 FROM _shardvt_outbox WHERE seq >= ?1 LIMIT 1)";
 const ARM_SQL: &str = "INSERT INTO temp._shardvt_gone(rid) VALUES (NULL)";
 const CLEAR_SQL: &str = "DELETE FROM temp._shardvt_gone";
+const REDO_SQL: &str = "SELECT seq, csn, tn, txid, op, rid, before, after, ts FROM _shardvt_outbox WHERE seq >= ?1";
 
 fn missing_table(e: &Error) -> bool {
     e.message.contains("no such table")
@@ -104,8 +112,8 @@ pub struct Capture {
     txid: Option<String>,
     next_tn: i64,
     first_seq: BTreeMap<ShardId, i64>,
-    /// (shard, first seq, last seq, csn) written by `seal`
-    sealed: Vec<(ShardId, i64, i64, i64)>,
+    /// (shard, first seq of this transaction) sealed by `seal`
+    sealed: Vec<(ShardId, i64)>,
     /// shard connections that got the REPLACE-victim temp objects (a reopened connection
     /// lacks them: the "no such table" retry re-creates them)
     gone_ready: HashSet<ShardId>,
@@ -201,8 +209,8 @@ impl Capture {
         let text = |s: Option<&str>| s.map(Value::text).unwrap_or(Value::Null);
         with_ddl(c, SHARD_DDL, |c| {
             c.run(RECORD_SQL, |st| {
-                st.bind(1, &Value::text(&txid))?;
-                st.bind_i64(2, tn)?;
+                st.bind_i64(1, tn)?;
+                st.bind(2, &Value::text(&txid))?;
                 st.bind(3, &Value::text(op.code()))?;
                 st.bind_i64(4, rid)?;
                 st.bind(5, &text(before))?;
@@ -219,64 +227,54 @@ impl Capture {
         Ok(())
     }
 
-    /// xSync: one csn for the transaction, one commit row per shard that kept outbox rows.
+    /// xSync: one csn for the transaction, written into its rows on every shard that kept some
+    /// (rows `seq >= first`: the shard is locked by us, see the file header).
     pub fn seal(&mut self, conns: &mut BTreeMap<ShardId, ShardConn>, dir: &Path) -> Result<()> {
         self.sealed.clear();
-        let mut ranges = Vec::new();
+        let mut kept = Vec::new();
         for (&id, &first) in &self.first_seq {
             let Some(c) = conns.get_mut(&id) else { continue };
             if c.txn_levels.is_none() {
                 continue;
             }
-            let sql = format!("SELECT min(seq), max(seq) FROM {OUTBOX_TABLE} WHERE seq >= ?1");
-            let range = with_ddl(c, SHARD_DDL, |c| {
-                let mut st = c.take(&sql)?;
-                let r = st.bind_i64(1, first).and_then(|_| st.step()).map(|_| match (st.column_value(0), st.column_value(1)) {
-                    (Value::Integer(lo), Value::Integer(hi)) => Some((lo, hi)),
-                    _ => None,
-                });
-                c.give(&sql, st);
-                r
-            })?;
-            if let Some((lo, hi)) = range {
-                ranges.push((id, lo, hi));
+            let mut st = c.take(ANY_SQL)?;
+            let any = st.bind_i64(1, first).and_then(|_| st.step()).map(|_| st.column_i64(0) > 0);
+            c.give(ANY_SQL, st);
+            if any? {
+                kept.push((id, first));
             }
         }
-        if ranges.is_empty() {
+        if kept.is_empty() {
             return Ok(());
         }
         let csn = self.store.next_csn(dir)?;
-        let txid = self.txid.clone().unwrap_or_default();
-        let sql = format!("INSERT INTO {COMMIT_TABLE}(last_seq, first_seq, csn, txid) VALUES (?1, ?2, ?3, ?4)");
-        for &(id, lo, hi) in &ranges {
+        for &(id, first) in &kept {
             let c = conns.get_mut(&id).expect("checked above");
-            c.run(&sql, |st| {
-                st.bind_i64(1, hi)?;
-                st.bind_i64(2, lo)?;
-                st.bind_i64(3, csn)?;
-                st.bind(4, &Value::text(&txid))
+            c.run(SEAL_SQL, |st| {
+                st.bind_i64(1, csn)?;
+                st.bind_i64(2, first)
             })?;
-            self.sealed.push((id, lo, hi, csn));
         }
+        self.sealed = kept;
         Ok(())
     }
 
     /// The outbox rows `seal` covered, as side images for the multi-shard redo record.
     pub fn redo_rows(&self, conns: &mut BTreeMap<ShardId, ShardConn>) -> Result<Vec<SideImage>> {
         let mut out = Vec::new();
-        let sql = format!("SELECT seq, txid, tn, op, rid, before, after, ts FROM {OUTBOX_TABLE} WHERE seq BETWEEN ?1 AND ?2");
-        let txid = self.txid.clone().unwrap_or_default();
-        for &(id, lo, hi, csn) in &self.sealed {
+        for &(id, first) in &self.sealed {
             let c = conns.get_mut(&id).expect("sealed shards are open");
-            let mut st = c.conn.prepare(&sql)?;
-            st.bind_i64(1, lo)?;
-            st.bind_i64(2, hi)?;
-            while st.step()? {
-                let vals: Vec<Value> = (1..8).map(|i| st.column_value(i)).collect();
-                out.push(SideImage { shard: id.0, table: OUTBOX_TABLE.into(), rid: st.column_i64(0), image: encode_row(&vals) });
-            }
-            let commit = [Value::Integer(lo), Value::Integer(csn), Value::text(&txid)];
-            out.push(SideImage { shard: id.0, table: COMMIT_TABLE.into(), rid: hi, image: encode_row(&commit) });
+            let mut st = c.take(REDO_SQL)?;
+            let r = (|| -> Result<()> {
+                st.bind_i64(1, first)?;
+                while st.step()? {
+                    let vals: Vec<Value> = (1..9).map(|i| st.column_value(i)).collect();
+                    out.push(SideImage { shard: id.0, table: OUTBOX_TABLE.into(), rid: st.column_i64(0), image: encode_row(&vals) });
+                }
+                Ok(())
+            })();
+            c.give(REDO_SQL, st);
+            r?;
         }
         Ok(out)
     }
@@ -301,30 +299,27 @@ pub fn create_tables(c: &ShardConn) -> Result<()> {
 }
 
 /// Recovery: writes the outbox rows of a redo record into a shard (inside the recovery's shard
-/// transaction). Idempotent (INSERT OR REPLACE by seq / last_seq).
+/// transaction). Idempotent (INSERT OR REPLACE by seq).
 pub fn apply_redo(c: &crate::ffi::api::Connection, rows: &[(String, i64, Vec<u8>)]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     c.exec(SHARD_DDL)?;
-    let bad = || Error::catalog("sharded: corrupt outbox redo row in txlog.db");
+    let mut st = c.prepare(
+        "INSERT OR REPLACE INTO _shardvt_outbox(seq, csn, tn, txid, op, rid, before, after, ts) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
     for (table, rid, image) in rows {
         let vals = decode_row(image)?;
-        let sql = match table.as_str() {
-            OUTBOX_TABLE if vals.len() == 7 => {
-                "INSERT OR REPLACE INTO _shardvt_outbox(seq, txid, tn, op, rid, before, after, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            }
-            COMMIT_TABLE if vals.len() == 3 => {
-                "INSERT OR REPLACE INTO _shardvt_outbox_commit(last_seq, first_seq, csn, txid) VALUES (?1, ?2, ?3, ?4)"
-            }
-            _ => return Err(bad()),
-        };
-        let mut st = c.prepare(sql)?;
+        if table != OUTBOX_TABLE || vals.len() != 8 {
+            return Err(Error::catalog("sharded: corrupt outbox redo row in txlog.db"));
+        }
         st.bind_i64(1, *rid)?;
         for (i, v) in vals.iter().enumerate() {
             st.bind(i + 2, v)?;
         }
         st.step()?;
+        st.reset();
     }
     Ok(())
 }

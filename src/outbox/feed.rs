@@ -1,9 +1,11 @@
 //! The read side, per shard: changes after a position, consumer lag, purge.
 //!
-//! A shard's outbox is in commit order (seq), and csn grows with seq within a shard (a csn is
-//! allocated while the shard is write-locked, so a later transaction on the shard gets a larger
-//! one). "After position P = (csn, tn)" is therefore a suffix of each shard's outbox: the
-//! transactions with csn > P.csn, plus the changes with tn > P.tn of the transaction P.csn.
+//! Within a shard, (csn, tn) grows with seq: a transaction's rows are contiguous (the shard is
+//! write-locked from its first write to its COMMIT), its tn grows with seq, and a later
+//! transaction on the shard gets a larger csn (allocated while it holds the lock). Rows of a
+//! transaction still in flight are invisible to other connections. So "the changes after
+//! position P" is a suffix of the shard's outbox, found by binary search over seq
+//! (`first_after`: about log2(rows) point lookups by rowid; no index needed).
 //!
 //! `barrier`: `BEGIN IMMEDIATE; COMMIT` waits until no transaction holds the shard's write lock.
 //! A transaction holds the locks of all its shards from before its csn is allocated until it
@@ -17,15 +19,15 @@ use crate::shard::conn::ShardConn;
 use crate::value::Value;
 
 use super::envelope::{Change, Position};
-use super::{COMMIT_TABLE, OUTBOX_TABLE, SHARD_DDL};
+use super::{OUTBOX_TABLE, SHARD_DDL};
 
-/// Creates the outbox tables if this shard never had any (no-op otherwise).
+/// Creates the outbox table if this shard never had one (no-op otherwise).
 pub fn ensure_schema(c: &mut ShardConn) -> Result<()> {
     c.conn.exec(SHARD_DDL)
 }
 
 /// Waits until no writer holds the shard (see the file header). No-op for a shard in our own
-/// write transaction (we hold the lock: every other writer is done or not yet sealed).
+/// write transaction.
 pub fn barrier(c: &mut ShardConn) -> Result<()> {
     if c.txn_levels.is_some() || c.conn.in_transaction() {
         return Ok(());
@@ -40,96 +42,97 @@ fn text(v: Value) -> Option<String> {
     }
 }
 
-/// Up to `max` changes of this shard after `from` with csn <= `upto`, in order.
-pub fn read_changes(c: &mut ShardConn, shard: u32, from: Position, upto: i64, max: usize) -> Result<Vec<Change>> {
-    let commits = format!("SELECT last_seq, first_seq, csn, txid FROM {COMMIT_TABLE} WHERE csn >= ?1 AND csn <= ?2 ORDER BY csn");
-    let rows = format!("SELECT seq, tn, op, rid, before, after, ts FROM {OUTBOX_TABLE} WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq");
-    let mut out = Vec::new();
-    let mut cst = c.take(&commits)?;
-    let mut rst = match c.take(&rows) {
-        Ok(s) => s,
-        Err(e) => {
-            c.give(&commits, cst);
-            return Err(e);
-        }
-    };
-    let r = (|| -> Result<()> {
-        cst.bind_i64(1, from.csn)?;
-        cst.bind_i64(2, upto)?;
-        while out.len() < max && cst.step()? {
-            let (last, first, csn) = (cst.column_i64(0), cst.column_i64(1), cst.column_i64(2));
-            let txid = text(cst.column_value(3)).unwrap_or_default();
-            rst.bind_i64(1, first)?;
-            rst.bind_i64(2, last)?;
-            while out.len() < max && rst.step()? {
-                let tn = rst.column_i64(1);
-                if (Position { csn, tn }) <= from {
-                    continue;
-                }
-                out.push(Change {
-                    csn,
-                    tn,
-                    shard,
-                    seq: rst.column_i64(0),
-                    txid: txid.clone(),
-                    op: text(rst.column_value(2)).unwrap_or_default(),
-                    rid: rst.column_i64(3),
-                    before: text(rst.column_value(4)),
-                    after: text(rst.column_value(5)),
-                    ts: match rst.column_value(6) {
-                        Value::Real(f) => f,
-                        Value::Integer(i) => i as f64,
-                        _ => 0.0,
-                    },
-                });
-            }
-            rst.reset();
-        }
-        Ok(())
-    })();
-    c.give(&rows, rst);
-    c.give(&commits, cst);
-    r.map(|_| out)
-}
-
-fn scalar(c: &mut ShardConn, sql: &str, binds: &[i64]) -> Result<i64> {
+fn scalar(c: &mut ShardConn, sql: &str, binds: &[i64]) -> Result<Option<i64>> {
     let mut st = c.take(sql)?;
     let mut r = Ok(());
     for (i, b) in binds.iter().enumerate() {
         r = r.and_then(|_| st.bind_i64(i + 1, *b));
     }
-    let r = r.and_then(|_| st.step()).map(|_| st.column_i64(0));
+    let r = r.and_then(|_| st.step()).map(|row| match row {
+        true => st.column_value(0).as_integer(),
+        false => None,
+    });
     c.give(sql, st);
     r
 }
 
-/// The highest seq of this shard at or before position `p` (0: none).
-fn seq_through(c: &mut ShardConn, p: Position) -> Result<i64> {
-    let whole = scalar(c, &format!("SELECT coalesce(max(last_seq), 0) FROM {COMMIT_TABLE} WHERE csn < ?1"), &[p.csn])?;
-    let part = scalar(
-        c,
-        &format!(
-            "SELECT coalesce(max(o.seq), 0) FROM {COMMIT_TABLE} k JOIN {OUTBOX_TABLE} o \
-             ON o.seq BETWEEN k.first_seq AND k.last_seq WHERE k.csn = ?1 AND o.tn <= ?2"
-        ),
-        &[p.csn, p.tn],
-    )?;
-    Ok(whole.max(part))
+/// The first row at or after `seq`: (its seq, its position).
+fn probe(c: &mut ShardConn, seq: i64) -> Result<Option<(i64, Position)>> {
+    let sql = format!("SELECT seq, csn, tn FROM {OUTBOX_TABLE} WHERE seq >= ?1 ORDER BY seq LIMIT 1");
+    let mut st = c.take(&sql)?;
+    let r = st
+        .bind_i64(1, seq)
+        .and_then(|_| st.step())
+        .map(|row| row.then(|| (st.column_i64(0), Position { csn: st.column_i64(1), tn: st.column_i64(2) })));
+    c.give(&sql, st);
+    r
 }
 
-/// Committed changes of this shard after position `p` (a consumer's lag here).
+/// The smallest seq whose change comes after `p` (None: no such change in this shard).
+pub fn first_after(c: &mut ShardConn, p: Position) -> Result<Option<i64>> {
+    let Some(min) = scalar(c, &format!("SELECT min(seq) FROM {OUTBOX_TABLE}"), &[])? else { return Ok(None) };
+    let max = scalar(c, &format!("SELECT max(seq) FROM {OUTBOX_TABLE}"), &[])?.unwrap_or(min);
+    // after(s): the first row at or after s comes after p (true past the end); monotone in s.
+    let (mut lo, mut hi) = (min, max.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let after = probe(c, mid)?.map_or(true, |(_, pos)| pos > p);
+        if after {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(probe(c, lo)?.map(|(seq, _)| seq))
+}
+
+/// Up to `max` changes of this shard after `from` with csn <= `upto`, in order.
+pub fn read_changes(c: &mut ShardConn, shard: u32, from: Position, upto: i64, max: usize) -> Result<Vec<Change>> {
+    let Some(start) = first_after(c, from)? else { return Ok(Vec::new()) };
+    let sql = format!("SELECT seq, csn, tn, txid, op, rid, before, after, ts FROM {OUTBOX_TABLE} WHERE seq >= ?1 ORDER BY seq");
+    let mut out = Vec::new();
+    let mut st = c.take(&sql)?;
+    let r = (|| -> Result<()> {
+        st.bind_i64(1, start)?;
+        while out.len() < max && st.step()? {
+            let csn = st.column_i64(1);
+            if csn > upto {
+                break; // committed after the export began (or, in another shard, not final yet)
+            }
+            out.push(Change {
+                csn,
+                tn: st.column_i64(2),
+                shard,
+                seq: st.column_i64(0),
+                txid: text(st.column_value(3)).unwrap_or_default(),
+                op: text(st.column_value(4)).unwrap_or_default(),
+                rid: st.column_i64(5),
+                before: text(st.column_value(6)),
+                after: text(st.column_value(7)),
+                ts: match st.column_value(8) {
+                    Value::Real(f) => f,
+                    Value::Integer(i) => i as f64,
+                    _ => 0.0,
+                },
+            });
+        }
+        Ok(())
+    })();
+    c.give(&sql, st);
+    r.map(|_| out)
+}
+
+/// Changes of this shard after position `p` (a consumer's lag here).
 pub fn count_after(c: &mut ShardConn, p: Position) -> Result<i64> {
-    let through = seq_through(c, p)?;
-    scalar(
-        c,
-        &format!("SELECT count(*) FROM {OUTBOX_TABLE} WHERE seq > ?1"),
-        &[through],
-    )
+    match first_after(c, p)? {
+        None => Ok(0),
+        Some(seq) => Ok(scalar(c, &format!("SELECT count(*) FROM {OUTBOX_TABLE} WHERE seq >= ?1"), &[seq])?.unwrap_or(0)),
+    }
 }
 
-/// Changes retained in this shard's outbox (committed ones).
+/// Changes retained in this shard's outbox.
 pub fn count_all(c: &mut ShardConn) -> Result<i64> {
-    count_after(c, Position::ZERO)
+    Ok(scalar(c, &format!("SELECT count(*) FROM {OUTBOX_TABLE}"), &[])?.unwrap_or(0))
 }
 
 /// Deletes the changes at or before `p` (every consumer acknowledged them). Returns how many.
@@ -138,23 +141,22 @@ pub fn purge(c: &mut ShardConn, p: Position) -> Result<i64> {
     if c.txn_levels.is_some() || c.conn.in_transaction() {
         return Ok(0);
     }
-    let through = seq_through(c, p)?;
-    let any = scalar(c, &format!("SELECT count(*) FROM (SELECT 1 FROM {OUTBOX_TABLE} WHERE seq <= ?1 LIMIT 1)"), &[through])?
-        + scalar(c, &format!("SELECT count(*) FROM (SELECT 1 FROM {COMMIT_TABLE} WHERE last_seq <= ?1 LIMIT 1)"), &[through])?;
-    if any == 0 {
+    let keep_from = match first_after(c, p)? {
+        Some(seq) => seq,
+        None => match scalar(c, &format!("SELECT max(seq) FROM {OUTBOX_TABLE}"), &[])? {
+            Some(max) => max + 1,
+            None => return Ok(0),
+        },
+    };
+    if scalar(c, &format!("SELECT min(seq) FROM {OUTBOX_TABLE}"), &[])?.map_or(true, |min| min >= keep_from) {
         return Ok(0);
     }
     c.conn.exec("BEGIN IMMEDIATE")?;
     let r = (|| -> Result<i64> {
-        let mut del = c.conn.prepare(&format!("DELETE FROM {OUTBOX_TABLE} WHERE seq <= ?1"))?;
-        del.bind_i64(1, through)?;
+        let mut del = c.conn.prepare(&format!("DELETE FROM {OUTBOX_TABLE} WHERE seq < ?1"))?;
+        del.bind_i64(1, keep_from)?;
         del.step()?;
-        let n = c.conn.changes();
-        drop(del);
-        let mut del = c.conn.prepare(&format!("DELETE FROM {COMMIT_TABLE} WHERE last_seq <= ?1"))?;
-        del.bind_i64(1, through)?;
-        del.step()?;
-        Ok(n)
+        Ok(c.conn.changes())
     })();
     match r {
         Ok(n) => {

@@ -32,8 +32,8 @@
 //! A consumer is registered by its first export or ack; one that never acks keeps changes from
 //! being purged (writers are never blocked) and shows its lag in `shardvt_outbox_stats`.
 //!
-//! REDO COVERAGE. A multi-shard transaction's redo record (`txn`) also carries its outbox rows
-//! and commit rows (txlog.db `redo_side`), so recovery restores them with the data.
+//! REDO COVERAGE. A multi-shard transaction's redo record (`txn`) also carries its outbox rows,
+//! sealed with their csn (txlog.db `redo_side`), so recovery restores them with the data.
 //!
 //! NOT SUPPORTED: filtering by column, schema-change events, snapshots of existing rows (only
 //! changes made after the table was created are captured — it has no rows before that), and
@@ -47,9 +47,8 @@ pub mod store;
 pub use capture::{apply_redo, create_tables, Capture, Op, Record};
 pub use store::OUTBOX_FILE;
 
-/// The outbox tables inside every shard file (`sql/outbox_shard.sql`).
+/// The outbox table inside every shard file (`sql/outbox_shard.sql`).
 pub const SHARD_DDL: &str = include_str!("../../sql/outbox_shard.sql");
 pub const OUTBOX_TABLE: &str = "_shardvt_outbox";
-pub const COMMIT_TABLE: &str = "_shardvt_outbox_commit";
 /// Upper bound of `max_changes` in one export.
 pub const MAX_EXPORT: i64 = 10_000_000;

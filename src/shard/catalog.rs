@@ -169,18 +169,7 @@ impl Catalog {
                 return Err(e);
             }
         }
-        let mut c = Catalog {
-            conn,
-            dir: dir.to_path_buf(),
-            table_name: table_name.to_string(),
-            shards: vec![],
-            buckets: vec![],
-            indexes: vec![],
-            data_version: -1,
-            dv_stmt: None,
-        };
-        c.reload()?;
-        Ok(c)
+        Catalog::loaded(conn, dir, table_name.to_string())
     }
 
     /// xConnect: opens an existing catalog and checks it describes this table.
@@ -230,29 +219,26 @@ impl Catalog {
                 options_fingerprint(cfg)
             )));
         }
+        Catalog::loaded(conn, dir, stored_name)
+    }
+
+    fn loaded(conn: Connection, dir: &Path, table_name: String) -> Result<Catalog> {
         let mut c = Catalog {
+            dv_stmt: None,
             conn,
             dir: dir.to_path_buf(),
-            table_name: stored_name,
+            table_name,
             shards: vec![],
             buckets: vec![],
             indexes: vec![],
             data_version: -1,
-            dv_stmt: None,
         };
         c.reload()?;
         Ok(c)
     }
 
     fn current_data_version(&mut self) -> Result<i64> {
-        if self.dv_stmt.is_none() {
-            self.dv_stmt = Some(self.conn.prepare("PRAGMA data_version")?);
-        }
-        let st = self.dv_stmt.as_mut().unwrap();
-        st.step()?;
-        let v = st.column_i64(0);
-        st.reset();
-        Ok(v)
+        self.conn.data_version(&mut self.dv_stmt)
     }
 
     /// True (and the cached lists reloaded) when another connection changed the catalog.
@@ -306,18 +292,9 @@ impl Catalog {
     }
 
     fn in_write_txn<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.conn.exec("BEGIN IMMEDIATE")?;
-        match f(&self.conn) {
-            Ok(v) => {
-                self.conn.exec("COMMIT")?;
-                self.reload()?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = self.conn.exec("ROLLBACK");
-                Err(e)
-            }
-        }
+        let v = self.conn.write_txn(f)?;
+        self.reload()?;
+        Ok(v)
     }
 
     /// Records the (device, inode) of a shard file just created.

@@ -73,13 +73,7 @@ impl TxLog {
 
     /// True when another connection wrote to the log since the last call.
     pub fn changed(&mut self) -> Result<bool> {
-        if self.dv_stmt.is_none() {
-            self.dv_stmt = Some(self.conn.prepare("PRAGMA data_version")?);
-        }
-        let st = self.dv_stmt.as_mut().unwrap();
-        st.step()?;
-        let v = st.column_i64(0);
-        st.reset();
+        let v = self.conn.data_version(&mut self.dv_stmt)?;
         let changed = v != self.data_version;
         self.data_version = v;
         Ok(changed)
@@ -93,8 +87,7 @@ impl TxLog {
         images: &[(u32, i64, Option<Vec<u8>>)],
         prepared: Option<(&str, &str)>,
     ) -> Result<i64> {
-        self.conn.exec("BEGIN IMMEDIATE")?;
-        let r = (|| -> Result<i64> {
+        self.conn.write_txn(|_| {
             let list: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
             let mut st = self.conn.prepare(
                 "INSERT INTO txn(state, shards, gtid, coord) VALUES (?2, ?1, ?3, ?4) RETURNING txid",
@@ -106,12 +99,15 @@ impl TxLog {
             st.step()?;
             let txid = st.column_i64(0);
             drop(st);
-            let mut ins = self.conn.prepare("INSERT OR REPLACE INTO redo(txid, shard, rid, image) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut per_shard: std::collections::BTreeMap<u32, Vec<(i64, Option<Vec<u8>>)>> = Default::default();
             for (shard, rid, img) in images {
+                per_shard.entry(*shard).or_default().push((*rid, img.clone()));
+            }
+            let mut ins = self.conn.prepare("INSERT OR REPLACE INTO redo(txid, shard, images) VALUES (?1, ?2, ?3)")?;
+            for (shard, rows) in per_shard {
                 ins.bind_i64(1, txid)?;
-                ins.bind_i64(2, *shard as i64)?;
-                ins.bind_i64(3, *rid)?;
-                ins.bind(4, &img.clone().map(Value::Blob).unwrap_or(Value::Null))?;
+                ins.bind_i64(2, shard as i64)?;
+                ins.bind(3, &Value::Blob(super::encode_images(&rows)))?;
                 ins.step()?;
                 ins.reset();
             }
@@ -128,17 +124,7 @@ impl TxLog {
                 ins.reset();
             }
             Ok(txid)
-        })();
-        match r {
-            Ok(txid) => {
-                self.conn.exec("COMMIT")?;
-                Ok(txid)
-            }
-            Err(e) => {
-                let _ = self.conn.exec("ROLLBACK");
-                Err(e)
-            }
-        }
+        })
     }
 
     /// Side-table rows (the outbox) to write in the same transaction as the next
@@ -172,8 +158,7 @@ impl TxLog {
 
     /// Forgets transactions (their redo rows too).
     pub fn delete(&self, txids: &[i64]) -> Result<()> {
-        self.conn.exec("BEGIN IMMEDIATE")?;
-        let r = (|| -> Result<()> {
+        self.conn.write_txn(|_| {
             let mut a = self.conn.prepare("DELETE FROM txn WHERE txid = ?1")?;
             let mut b = self.conn.prepare("DELETE FROM redo WHERE txid = ?1")?;
             let mut c = self.conn.prepare("DELETE FROM redo_side WHERE txid = ?1")?;
@@ -189,14 +174,7 @@ impl TxLog {
                 c.reset();
             }
             Ok(())
-        })();
-        match r {
-            Ok(()) => self.conn.exec("COMMIT"),
-            Err(e) => {
-                let _ = self.conn.exec("ROLLBACK");
-                Err(e)
-            }
-        }
+        })
     }
 
     pub fn entries(&self, include_done: bool) -> Result<Vec<Entry>> {
@@ -227,20 +205,20 @@ impl TxLog {
         Ok(st.column_i64(0))
     }
 
+    /// The images of `txid` for `shard`, deletions first (then a re-applied upsert can never be
+    /// blocked by a row the transaction deleted).
     pub fn redo_rows(&self, txid: i64, shard: u32) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
-        let mut st = self.conn.prepare("SELECT rid, image FROM redo WHERE txid = ?1 AND shard = ?2 ORDER BY image IS NOT NULL, rid")?;
+        let mut st = self.conn.prepare("SELECT images FROM redo WHERE txid = ?1 AND shard = ?2")?;
         st.bind_i64(1, txid)?;
         st.bind_i64(2, shard as i64)?;
         let mut out = Vec::new();
         while st.step()? {
-            let img = match st.column_value(1) {
-                Value::Blob(b) => Some(b),
-                Value::Null => None,
-                Value::Text(t) => Some(t),
+            match st.column_value(0) {
+                Value::Blob(b) => out.extend(super::decode_images(&b)?),
                 _ => return Err(Error::catalog("sharded: corrupt redo row in txlog.db")),
-            };
-            out.push((st.column_i64(0), img));
+            }
         }
+        out.sort_by_key(|(rid, img)| (img.is_some(), *rid));
         Ok(out)
     }
 

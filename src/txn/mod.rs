@@ -55,11 +55,10 @@ CREATE TABLE IF NOT EXISTS decision(
   created REAL NOT NULL DEFAULT (julianday('now'))
 );
 CREATE TABLE IF NOT EXISTS redo(
-  txid  INTEGER NOT NULL,
-  shard INTEGER NOT NULL,
-  rid   INTEGER NOT NULL,             -- the row's rowid
-  image BLOB,                         -- encoded row, NULL: the row is deleted
-  PRIMARY KEY (txid, shard, rid)
+  txid   INTEGER NOT NULL,
+  shard  INTEGER NOT NULL,
+  images BLOB NOT NULL,               -- every touched row of the shard: see encode_images
+  PRIMARY KEY (txid, shard)
 ) WITHOUT ROWID;
 ";
 
@@ -145,6 +144,47 @@ pub fn decode_row(mut b: &[u8]) -> Result<Vec<Value>> {
     Ok(out)
 }
 
+/// One shard's redo images in one BLOB (a b-tree insert per shard, not per row):
+/// repeated `rid: i64 BE`, `len: u32 BE` (0xFFFFFFFF: the row is deleted), `len` image bytes.
+pub fn encode_images(rows: &[(i64, Option<Vec<u8>>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.iter().map(|r| 12 + r.1.as_ref().map_or(0, |i| i.len())).sum());
+    for (rid, img) in rows {
+        out.extend_from_slice(&rid.to_be_bytes());
+        match img {
+            None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+            Some(b) => {
+                out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+    out
+}
+
+pub fn decode_images(mut b: &[u8]) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
+    let bad = || Error::catalog("sharded: corrupt redo images in txlog.db");
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        if b.len() < 12 {
+            return Err(bad());
+        }
+        let rid = i64::from_be_bytes(b[..8].try_into().unwrap());
+        let len = u32::from_be_bytes(b[8..12].try_into().unwrap());
+        b = &b[12..];
+        if len == u32::MAX {
+            out.push((rid, None));
+        } else {
+            let n = len as usize;
+            if b.len() < n {
+                return Err(bad());
+            }
+            out.push((rid, Some(b[..n].to_vec())));
+            b = &b[n..];
+        }
+    }
+    Ok(out)
+}
+
 pub fn parse_shard_list(s: &str) -> Vec<u32> {
     s.split(',').filter_map(|x| x.trim().parse().ok()).collect()
 }
@@ -167,5 +207,9 @@ mod tests {
         assert!(decode_row(&[9]).is_err());
         assert!(decode_row(&[3, 0, 0, 0, 5, b'a']).is_err());
         assert_eq!(parse_shard_list("0,3, 7"), vec![0, 3, 7]);
+        let imgs = vec![(5, Some(vec![1, 2, 3])), (-9, None), (i64::MAX, Some(vec![]))];
+        assert_eq!(decode_images(&encode_images(&imgs)).unwrap(), imgs);
+        assert!(decode_images(&[0; 5]).is_err());
+        assert!(decode_images(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9, 1]).is_err());
     }
 }

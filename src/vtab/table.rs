@@ -220,9 +220,13 @@ impl ShardedTable {
         }
         let c = self.conn(id)?;
         if in_txn {
+            let fresh = c.txn_levels.is_none();
             c.ensure_txn(depth)?;
+            if fresh {
+                self.catch_up_shard(id)?;
+            }
         }
-        Ok(c)
+        Ok(self.conns.get_mut(&id).expect("opened above"))
     }
 
     /// All shard ids (reloading the catalog if another connection changed it).
@@ -834,15 +838,7 @@ impl ShardedTable {
     /// is found, the first participant's write lock is taken first, so a live owner (which holds
     /// it until it commits) is waited for; a marker found there also proves the decision.
     fn prepared_is_decided(&mut self, e: &Entry, gtid: &str, coord: &str) -> Result<Option<bool>> {
-        let decided = |t: &mut Self| -> Result<bool> {
-            if Path::new(coord) == t.txlog_path {
-                t.txlog.has_decision(gtid)
-            } else if Path::new(coord).exists() {
-                TxLog::open_path(Path::new(coord))?.has_decision(gtid)
-            } else {
-                Ok(false)
-            }
-        };
+        let decided = |t: &mut Self| t.has_decision(gtid, coord);
         if decided(self)? {
             return Ok(Some(true));
         }
@@ -868,59 +864,12 @@ impl ShardedTable {
     }
 
     fn recover_shard(&mut self, txid: i64, id: ShardId) -> Result<ShardRecovery> {
-        let rows = self.txlog.redo_rows(txid, id.0)?;
-        let side = self.txlog.side_rows(txid, id.0)?;
-        let names: Vec<String> =
-            self.cfg.columns.iter().filter(|c| !c.is_rowid_alias).map(|c| quote_ident(&c.name)).collect();
-        let mut col_list = String::from("rowid");
-        let mut vals = String::from("?1");
-        for (i, n) in names.iter().enumerate() {
-            col_list.push_str(&format!(", {n}"));
-            vals.push_str(&format!(", ?{}", i + 2));
-        }
-        let upsert = format!("INSERT OR REPLACE INTO {SHARD_TABLE}({col_list}) VALUES ({vals})");
-        let delete = self.sql_delete.clone();
         self.conn(id)?;
-        let txlog = &self.txlog;
-        let c = self.conns.get_mut(&id).expect("opened above");
-        if !c.try_begin_immediate()? {
+        if !self.conns.get_mut(&id).expect("opened above").try_begin_immediate()? {
             return Ok(ShardRecovery::Busy);
         }
-        let r = (|| -> Result<ShardRecovery> {
-            c.conn.exec(MARKER_DDL)?;
-            let mut has = c.conn.prepare("SELECT 1 FROM _shardvt_txn WHERE txid = ?1")?;
-            has.bind_i64(1, txid)?;
-            if has.step()? {
-                return Ok(ShardRecovery::AlreadyThere);
-            }
-            drop(has);
-            // Under this shard's lock: an entry that is gone was finished and forgotten (the
-            // clean-up deletes entries before markers, and needs this lock for the markers), so a
-            // missing marker then means nothing; re-applying old images would undo newer writes.
-            if !txlog.entry_exists(txid)? {
-                return Ok(ShardRecovery::Forgotten);
-            }
-            for (rid, img) in &rows {
-                match img {
-                    None => {
-                        c.run(&delete, |st| st.bind_i64(1, *rid))?;
-                    }
-                    Some(bytes) => {
-                        let vals = decode_row(bytes)?;
-                        c.run(&upsert, |st| {
-                            st.bind_i64(1, *rid)?;
-                            for (i, v) in vals.iter().enumerate() {
-                                st.bind(i + 2, v)?;
-                            }
-                            Ok(())
-                        })?;
-                    }
-                }
-            }
-            crate::outbox::apply_redo(&c.conn, &side)?;
-            c.run("INSERT INTO _shardvt_txn(txid) VALUES (?1)", |st| st.bind_i64(1, txid))?;
-            Ok(ShardRecovery::Applied)
-        })();
+        let r = self.apply_redo(txid, id);
+        let c = self.conns.get_mut(&id).expect("opened above");
         match r {
             Ok(outcome) => {
                 c.conn.exec("COMMIT")?;
@@ -936,6 +885,89 @@ impl ShardedTable {
                 let _ = c.conn.exec("ROLLBACK");
                 Err(e)
             }
+        }
+    }
+
+    /// Re-applies the images of `txid` to shard `id`, whose write lock the caller holds inside an
+    /// open transaction, unless its marker shows they are there or the entry was forgotten.
+    fn apply_redo(&mut self, txid: i64, id: ShardId) -> Result<ShardRecovery> {
+        let rows = self.txlog.redo_rows(txid, id.0)?;
+        let side = self.txlog.side_rows(txid, id.0)?;
+        let names: Vec<String> =
+            self.cfg.columns.iter().filter(|c| !c.is_rowid_alias).map(|c| quote_ident(&c.name)).collect();
+        let mut col_list = String::from("rowid");
+        let mut vals = String::from("?1");
+        for (i, n) in names.iter().enumerate() {
+            col_list.push_str(&format!(", {n}"));
+            vals.push_str(&format!(", ?{}", i + 2));
+        }
+        let upsert = format!("INSERT OR REPLACE INTO {SHARD_TABLE}({col_list}) VALUES ({vals})");
+        let delete = self.sql_delete.clone();
+        let txlog = &self.txlog;
+        let c = self.conns.get_mut(&id).expect("opened by the caller");
+        c.conn.exec(MARKER_DDL)?;
+        let mut has = c.conn.prepare("SELECT 1 FROM _shardvt_txn WHERE txid = ?1")?;
+        has.bind_i64(1, txid)?;
+        if has.step()? {
+            return Ok(ShardRecovery::AlreadyThere);
+        }
+        drop(has);
+        // Under this shard's lock: an entry that is gone was finished and forgotten (the
+        // clean-up deletes entries before markers, and needs this lock for the markers), so a
+        // missing marker then means nothing; re-applying old images would undo newer writes.
+        if !txlog.entry_exists(txid)? {
+            return Ok(ShardRecovery::Forgotten);
+        }
+        for (rid, img) in &rows {
+            match img {
+                None => {
+                    c.run(&delete, |st| st.bind_i64(1, *rid))?;
+                }
+                Some(bytes) => {
+                    let vals = decode_row(bytes)?;
+                    c.run(&upsert, |st| {
+                        st.bind_i64(1, *rid)?;
+                        for (i, v) in vals.iter().enumerate() {
+                            st.bind(i + 2, v)?;
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
+        }
+        crate::outbox::apply_redo(&c.conn, &side)?;
+        c.run("INSERT INTO _shardvt_txn(txid) VALUES (?1)", |st| st.bind_i64(1, txid))?;
+        Ok(ShardRecovery::Applied)
+    }
+
+    /// Called when our write transaction has just taken shard `id`'s lock: a committer that
+    /// died while we waited for that lock may have left its transaction decided but not applied
+    /// here. Apply it first, inside our transaction, so our writes build on it (and never get
+    /// overwritten by a later recovery). The rest of the entry is finished by normal recovery.
+    fn catch_up_shard(&mut self, id: ShardId) -> Result<()> {
+        if !self.txlog.changed()? {
+            return Ok(());
+        }
+        self.txlog.invalidate();
+        let entries = self.txlog.entries(false)?;
+        for e in entries.iter().filter(|e| e.shards.contains(&id.0)) {
+            if let Some((gtid, coord)) = &e.prepared {
+                if !self.has_decision(gtid, coord)? {
+                    continue; // undecided: nothing of it was committed anywhere
+                }
+            }
+            self.apply_redo(e.txid, id)?;
+        }
+        Ok(())
+    }
+
+    fn has_decision(&mut self, gtid: &str, coord: &str) -> Result<bool> {
+        if Path::new(coord) == self.txlog_path {
+            self.txlog.has_decision(gtid)
+        } else if Path::new(coord).exists() {
+            TxLog::open_path(Path::new(coord))?.has_decision(gtid)
+        } else {
+            Ok(false)
         }
     }
 
@@ -1323,7 +1355,7 @@ impl VTab for ShardedTable {
     }
 
     fn sync(&mut self) -> Result<()> {
-        self.outbox_seal()?; // outbox: the commit's csn and commit rows, before any image is read
+        self.outbox_seal()?; // outbox: the commit's csn into its outbox rows, before any image is read
         let participants: Vec<ShardId> =
             self.conns.iter().filter(|(_, c)| c.txn_levels.is_some()).map(|(id, _)| *id).collect();
         let group = if self.joined { group::get(self.host) } else { None };

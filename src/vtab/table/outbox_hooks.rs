@@ -59,7 +59,7 @@ impl ShardedTable {
         ob.record(id, c, op, rid, before.as_deref(), after.as_deref())
     }
 
-    /// xSync: the transaction's csn and commit rows (before any redo image is read).
+    /// xSync: the transaction's csn, written into its outbox rows (before any redo image is read).
     pub(super) fn outbox_seal(&mut self) -> Result<()> {
         let dir = self.catalog.dir.clone();
         match self.outbox.as_mut() {
