@@ -26,6 +26,7 @@ pub mod entry;
 pub mod error;
 pub mod ffi;
 pub mod functions;
+pub mod json;
 pub mod merge;
 pub mod outbox;
 pub mod planner;

@@ -94,19 +94,7 @@ pub fn stats_for(path: &str, class: FileClass) -> Arc<FileStats> {
     st
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
+use crate::json::string as json_str;
 
 /// All counters as a JSON array (one object per database path and file class), optionally only
 /// for paths containing `filter`.

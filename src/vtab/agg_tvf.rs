@@ -239,19 +239,7 @@ impl VTabCursor for AggCursor {
 // shardvt_aggregate
 
 fn json_string(out: &mut String, bytes: &[u8]) {
-    out.push('"');
-    for c in String::from_utf8_lossy(bytes).chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::json::push_string(out, &String::from_utf8_lossy(bytes));
 }
 
 fn json_value(out: &mut String, v: &Value) {
