@@ -289,7 +289,10 @@ impl VTabCursor for ShardedCursor {
                 order_sql.push(format!("{expr}{}", if o.desc { " DESC" } else { "" }));
             }
             if !plan.order.iter().any(|o| o.column < 0 || cfg.columns[o.column as usize].is_rowid_alias) {
-                order_sql.push("rowid".to_string());
+                // Ties by rowid, in the direction of the last term: an index on the last term
+                // then delivers the order as it is stored (no sort in the shard).
+                let desc = plan.order.last().map(|o| o.desc).unwrap_or(false);
+                order_sql.push(if desc { "rowid DESC".to_string() } else { "rowid".to_string() });
             }
         }
         let mut sql = format!("SELECT {} FROM {SHARD_TABLE}", select.join(", "));
