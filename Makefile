@@ -6,7 +6,7 @@ EXT := libshardvt.so
 PY ?= python3
 SQLITE3 ?= sqlite3
 
-.PHONY: all build test unit golden slt conformance python rust-host outbox-e2e demo bench crash soak clean check-so
+.PHONY: all build test unit golden slt conformance python rust-host outbox-e2e demo bench bench-wal crash soak clean check-so
 
 all: build
 
@@ -52,6 +52,9 @@ outbox-e2e: $(EXT)
 # Benchmarks and long runs (not part of `make test`).
 bench: $(EXT)
 	$(PY) bench/bench.py --ext ./$(EXT)
+
+bench-wal: $(EXT)
+	$(PY) bench/wal_bench.py --ext ./$(EXT)
 
 crash: $(EXT)
 	$(PY) tests/crash/harness.py --rounds 1000

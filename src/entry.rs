@@ -17,6 +17,8 @@
 //! | `shardvt_aggregate(sql)` | scalar | direct-only (runs the query) |
 //! | `shardvt_io_stats([path filter])` | scalar | direct-only (process-wide I/O counters) |
 //! | `shardvt_fault(spec)` | scalar | direct-only (injects I/O faults process-wide) |
+//! | `shardvt_checkpoint_mode([mode])` | scalar | direct-only (changes who checkpoints, process-wide) |
+//! | `shardvt_wal_stats([path filter])` | scalar | direct-only (process-wide WAL counters) |
 //! | VFS `shardvt` | pass-through VFS used by every connection the extension opens | |
 //!
 //! README's reference table lists the same names; `tests/python/test_surface.py` compares them
@@ -50,5 +52,9 @@ pub fn register(db: HostDb) -> Result<()> {
     register_scalar(db, "shardvt_io_stats", 0, DIRECTONLY, f::shardvt_io_stats)?;
     register_scalar(db, "shardvt_io_stats", 1, DIRECTONLY, f::shardvt_io_stats)?;
     register_scalar(db, "shardvt_fault", 1, DIRECTONLY, f::shardvt_fault)?;
+    register_scalar(db, "shardvt_checkpoint_mode", 0, DIRECTONLY, f::shardvt_checkpoint_mode)?;
+    register_scalar(db, "shardvt_checkpoint_mode", 1, DIRECTONLY, f::shardvt_checkpoint_mode)?;
+    register_scalar(db, "shardvt_wal_stats", 0, DIRECTONLY, f::shardvt_wal_stats)?;
+    register_scalar(db, "shardvt_wal_stats", 1, DIRECTONLY, f::shardvt_wal_stats)?;
     Ok(())
 }

@@ -16,6 +16,10 @@
 //! it behaves like one transaction (including ROLLBACK, savepoints and statement rollback); a
 //! crash between two shard commits can leave a partial transaction (documented in README).
 //!
+//! CHECKPOINTS (`wal`). Shard connections do not checkpoint inline: a per-process thread drains
+//! their WALs in the background, the writer finishes a tiny tail so the WAL rewinds, idle shards
+//! are truncated to a 0-byte WAL (modes `managed`/`stock`/`external`, `shardvt_checkpoint_mode`).
+//!
 //! SAFETY. `#![deny(unsafe_code)]` holds everywhere except `ffi/`, which holds every raw pointer
 //! and catches every panic before it can reach SQLite.
 #![deny(unsafe_code)]
@@ -36,3 +40,4 @@ pub mod txn;
 pub mod value;
 pub mod vfs;
 pub mod vtab;
+pub mod wal;

@@ -298,6 +298,8 @@ pub const OPEN_READONLY: c_int = sys::SQLITE_OPEN_READONLY;
 pub struct Connection {
     db: *mut sys::sqlite3,
     path: String,
+    /// The WAL hook's observer (`ffi::walhook::install`); dropped after the handle is closed.
+    pub(super) wal_observer: Option<Box<Box<dyn super::walhook::WalObserver>>>,
 }
 
 // SAFETY: connections are opened in SQLite's serialized or multi-thread mode and used by one
@@ -331,7 +333,11 @@ impl Connection {
         }
         // SAFETY: live handle; enable extended result codes for precise errors.
         unsafe { call!(extended_result_codes(db, 1)) };
-        Ok(Connection { db, path: path.to_string() })
+        Ok(Connection { db, path: path.to_string(), wal_observer: None })
+    }
+    /// The raw handle, for the other FFI modules (`walhook`).
+    pub(super) fn handle(&self) -> *mut sys::sqlite3 {
+        self.db
     }
     pub fn path(&self) -> &str {
         &self.path
@@ -384,6 +390,36 @@ impl Connection {
         Ok(v)
     }
 
+    /// Makes everything already written to this database's WAL durable: xSync on the WAL file
+    /// handle (SQLITE_FCNTL_JOURNAL_POINTER), through the VFS like any SQLite sync. No WAL open
+    /// yet: nothing to sync.
+    pub fn sync_wal(&self) -> Result<()> {
+        let mut f: *mut sys::sqlite3_file = ptr::null_mut();
+        // SAFETY: live handle; JOURNAL_POINTER writes a sqlite3_file* (or leaves NULL).
+        let rc = unsafe {
+            call!(file_control(
+                self.db,
+                c"main".as_ptr(),
+                sys::SQLITE_FCNTL_JOURNAL_POINTER,
+                &mut f as *mut *mut sys::sqlite3_file as *mut c_void
+            ))
+        };
+        if rc != sys::SQLITE_OK || f.is_null() {
+            return Ok(());
+        }
+        // SAFETY: f is the connection's open journal/WAL file; syncing it is always allowed.
+        let rc = unsafe {
+            match (*f).pMethods.as_ref().and_then(|m| m.xSync) {
+                Some(sync) => sync(f, sys::SQLITE_SYNC_NORMAL),
+                None => sys::SQLITE_OK,
+            }
+        };
+        if rc != sys::SQLITE_OK {
+            return Err(Error::sqlite(rc, format!("disk I/O error syncing the WAL of {}", self.path)));
+        }
+        Ok(())
+    }
+
     /// Runs `f` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back if it fails.
     pub fn write_txn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.exec("BEGIN IMMEDIATE")?;
@@ -407,6 +443,9 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        if self.wal_observer.is_some() {
+            super::walhook::uninstall(self.db);
+        }
         // SAFETY: we own the handle; close_v2 defers if statements are still alive.
         unsafe { call!(close_v2(self.db)) };
     }

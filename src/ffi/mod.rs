@@ -4,6 +4,7 @@
 //! - `vtab`: `sqlite3_module` trampolines over the safe `VTab`/`VTabCursor` traits.
 //! - `func`: scalar-function trampolines.
 //! - `vfs`: the `shardvt` pass-through VFS (statistics and fault injection hooks).
+//! - `walhook`: `sqlite3_wal_hook` trampoline and `sqlite3_wal_checkpoint_v2` for `crate::wal`.
 //! - `init`: `sqlite3_shardvt_init`, which installs the routines and calls `entry::register`.
 //!
 //! Every trampoline catches panics; see `vtab::guarded`.
@@ -14,6 +15,7 @@ pub mod func;
 pub mod init;
 pub mod vfs;
 pub mod vtab;
+pub mod walhook;
 
 pub(crate) fn api_routines() -> &'static libsqlite3_sys::sqlite3_api_routines {
     api::routines()

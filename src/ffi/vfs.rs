@@ -3,9 +3,15 @@
 //! Every method forwards to the default VFS unchanged (return codes, sector size, device
 //! characteristics, shared memory and memory-mapped I/O included). Writes, syncs, truncates and
 //! checkpoint file-controls are counted in `crate::vfs` and may be failed or delayed by its fault
-//! plan. The shim decides nothing else.
+//! plan. Under the fault plan's `powerloss` item (`crate::vfs::powerloss`, which holds the
+//! decisions and its table of calls) xWrite/xRead/xFileSize/xTruncate/xSync/xClose/xFetch and
+//! xDelete also go through the path's in-memory overlay of unsynced bytes: the shim only does the
+//! real I/O the model asks for, inside `with_overlay` (the overlay's lock). Only persistent files
+//! (main database, `-wal`, `-journal`, super-journal, with a name, not delete-on-close) take
+//! part; temporary files never do. With the model off and nothing held, the added cost is one
+//! relaxed atomic load per call. The shim decides nothing else.
 //!
-//! Layout of an open file: `ShimFile { base: sqlite3_file, stats, path, ckpt_start, real }` where
+//! Layout of an open file: `ShimFile { base: sqlite3_file, stats, path, ckpt_start, durable, real }` where
 //! `real` is the start of the underlying VFS's file object (`szOsFile` of the default VFS), so
 //! our `szOsFile` is the header plus theirs. Our `pMethods` mirrors the underlying file's
 //! io-methods version (1, 2 or 3) so SQLite only calls what the real file supports.
@@ -17,6 +23,7 @@ use std::time::Instant;
 
 use libsqlite3_sys as sys;
 
+use crate::vfs::powerloss::{self, Overlay};
 use crate::vfs::{fault_on_sync, fault_on_write, stats_for, Fault, FileClass, FileStats};
 
 #[repr(C)]
@@ -25,6 +32,8 @@ struct ShimFile {
     stats: *const FileStats,
     path: *mut String,
     ckpt_start: Option<Instant>,
+    /// Takes part in the power-loss model (a named, persistent file).
+    durable: bool,
     _align: u64,
     // followed by the real file (szOsFile of the underlying VFS)
 }
@@ -80,7 +89,52 @@ macro_rules! fwd {
     };
 }
 
+/// Runs `f` with the file's overlay when the power-loss model concerns this file (see
+/// `crate::vfs::powerloss`); `None`: do the plain real operation. A panic becomes SQLITE_IOERR.
+/// SAFETY: f is a ShimFile opened by x_open.
+unsafe fn with_overlay(f: *mut sys::sqlite3_file, op: impl FnOnce(&mut Overlay, bool) -> c_int) -> Option<c_int> {
+    if !crate::vfs::engaged() || !shim(f).durable {
+        return None;
+    }
+    let p = path(f);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| powerloss::with_overlay(p, op))).unwrap_or(Some(sys::SQLITE_IOERR))
+}
+
+/// Largest write handed to the real VFS: SQLite's own writes are at most a page plus a frame
+/// header, and the unix VFS masks a write's length with 0x1ffff (`seekAndWriteFd`).
+const FLUSH_CHUNK: usize = 1 << 16;
+
+/// Writes every held extent to the real file (no sync); on failure the unwritten ones are kept.
+/// SAFETY: f is a ShimFile opened by x_open; called under the overlay's lock.
+unsafe fn flush(f: *mut sys::sqlite3_file, ov: &mut Overlay) -> c_int {
+    let extents = ov.take();
+    for (i, (off, data)) in extents.iter().enumerate() {
+        for (k, chunk) in data.chunks(FLUSH_CHUNK).enumerate() {
+            let at = *off + (k * FLUSH_CHUNK) as u64;
+            let rc = fwd!(f, xWrite, chunk.as_ptr() as *const c_void, chunk.len() as c_int, at as sys::sqlite3_int64);
+            if rc != sys::SQLITE_OK {
+                ov.restore(extents[i..].to_vec());
+                return rc;
+            }
+        }
+    }
+    sys::SQLITE_OK
+}
+
+/// The real file's size, or an error code.
+/// SAFETY: f is a ShimFile opened by x_open.
+unsafe fn real_size(f: *mut sys::sqlite3_file) -> Result<u64, c_int> {
+    let mut n: sys::sqlite3_int64 = 0;
+    match fwd!(f, xFileSize, &mut n) {
+        sys::SQLITE_OK => Ok(n.max(0) as u64),
+        rc => Err(rc),
+    }
+}
+
 unsafe extern "C" fn x_close(f: *mut sys::sqlite3_file) -> c_int {
+    // Power-loss model off: bytes still held for this file are written out now (the OS would
+    // have them); on: they stay held for later handles of the path, and die with the process.
+    let flushed = with_overlay(f, |ov, applies| if applies { sys::SQLITE_OK } else { flush(f, ov) });
     let rc = fwd!(f, xClose);
     let s = shim(f);
     if !s.stats.is_null() {
@@ -91,7 +145,10 @@ unsafe extern "C" fn x_close(f: *mut sys::sqlite3_file) -> c_int {
         drop(Box::from_raw(s.path));
         s.path = std::ptr::null_mut();
     }
-    rc
+    match flushed {
+        Some(e) if e != sys::SQLITE_OK => e,
+        _ => rc,
+    }
 }
 
 unsafe extern "C" fn x_read(f: *mut sys::sqlite3_file, buf: *mut c_void, n: c_int, off: sys::sqlite3_int64) -> c_int {
@@ -99,31 +156,83 @@ unsafe extern "C" fn x_read(f: *mut sys::sqlite3_file, buf: *mut c_void, n: c_in
         s.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         s.bytes_read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
-    fwd!(f, xRead, buf, n, off)
+    let held = with_overlay(f, |ov, _| {
+        if ov.is_empty() {
+            return fwd!(f, xRead, buf, n, off);
+        }
+        let rc = fwd!(f, xRead, buf, n, off);
+        if rc != sys::SQLITE_OK && rc != sys::SQLITE_IOERR_SHORT_READ {
+            return rc;
+        }
+        let size = match real_size(f) {
+            Ok(s) => s,
+            Err(rc) => return rc,
+        };
+        // SAFETY: SQLite hands us a buffer of n bytes.
+        let out = std::slice::from_raw_parts_mut(buf as *mut u8, n.max(0) as usize);
+        if ov.patch(off.max(0) as u64, out, size) {
+            sys::SQLITE_OK
+        } else {
+            sys::SQLITE_IOERR_SHORT_READ
+        }
+    });
+    match held {
+        Some(rc) => rc,
+        None => fwd!(f, xRead, buf, n, off),
+    }
 }
 
 unsafe extern "C" fn x_write(f: *mut sys::sqlite3_file, buf: *const c_void, n: c_int, off: sys::sqlite3_int64) -> c_int {
-    match fault_on_write(path(f)) {
-        Fault::IoErr => return sys::SQLITE_IOERR_WRITE,
-        Fault::Full => return sys::SQLITE_FULL,
-        Fault::None => {}
+    let engaged = crate::vfs::engaged(); // the normal path's one atomic load
+    if engaged {
+        match fault_on_write(path(f)) {
+            Fault::IoErr => return sys::SQLITE_IOERR_WRITE,
+            Fault::Full => return sys::SQLITE_FULL,
+            Fault::None => {}
+        }
     }
     if let Some(s) = stats(f) {
         s.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         s.bytes_written.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
-    fwd!(f, xWrite, buf, n, off)
+    if !engaged {
+        return fwd!(f, xWrite, buf, n, off);
+    }
+    let held = with_overlay(f, |ov, applies| {
+        if applies {
+            // SAFETY: SQLite hands us a buffer of n bytes.
+            ov.write(off.max(0) as u64, std::slice::from_raw_parts(buf as *const u8, n.max(0) as usize));
+            return sys::SQLITE_OK;
+        }
+        match flush(f, ov) {
+            sys::SQLITE_OK => fwd!(f, xWrite, buf, n, off),
+            rc => rc,
+        }
+    });
+    match held {
+        Some(rc) => rc,
+        None => fwd!(f, xWrite, buf, n, off),
+    }
 }
 
 unsafe extern "C" fn x_truncate(f: *mut sys::sqlite3_file, size: sys::sqlite3_int64) -> c_int {
     if let Some(s) = stats(f) {
         s.truncates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    fwd!(f, xTruncate, size)
+    // Both at once: the real file (a truncate is metadata a file system may persist any time)
+    // and the held bytes past the new end.
+    let held = with_overlay(f, |ov, _| {
+        ov.truncate(size.max(0) as u64);
+        fwd!(f, xTruncate, size)
+    });
+    match held {
+        Some(rc) => rc,
+        None => fwd!(f, xTruncate, size),
+    }
 }
 
 unsafe extern "C" fn x_sync(f: *mut sys::sqlite3_file, flags: c_int) -> c_int {
-    let (delay, fault) = fault_on_sync(path(f));
+    let (delay, fault) = if crate::vfs::engaged() { fault_on_sync(path(f)) } else { (0, Fault::None) };
     if delay > 0 {
         std::thread::sleep(std::time::Duration::from_micros(delay));
     }
@@ -131,7 +240,15 @@ unsafe extern "C" fn x_sync(f: *mut sys::sqlite3_file, flags: c_int) -> c_int {
         return sys::SQLITE_IOERR_FSYNC;
     }
     let t = Instant::now();
-    let rc = fwd!(f, xSync, flags);
+    // Power-loss model: the held bytes reach the real file first, then it is synced (under the
+    // overlay's lock, so no read sees the file between the two).
+    let rc = match with_overlay(f, |ov, _| match flush(f, ov) {
+        sys::SQLITE_OK => fwd!(f, xSync, flags),
+        rc => rc,
+    }) {
+        Some(rc) => rc,
+        None => fwd!(f, xSync, flags),
+    };
     if let Some(s) = stats(f) {
         s.record_sync(t.elapsed().as_micros() as u64 + delay);
     }
@@ -139,7 +256,17 @@ unsafe extern "C" fn x_sync(f: *mut sys::sqlite3_file, flags: c_int) -> c_int {
 }
 
 unsafe extern "C" fn x_file_size(f: *mut sys::sqlite3_file, out: *mut sys::sqlite3_int64) -> c_int {
-    fwd!(f, xFileSize, out)
+    let held = with_overlay(f, |ov, _| match real_size(f) {
+        Ok(n) => {
+            *out = ov.size(n) as sys::sqlite3_int64;
+            sys::SQLITE_OK
+        }
+        Err(rc) => rc,
+    });
+    match held {
+        Some(rc) => rc,
+        None => fwd!(f, xFileSize, out),
+    }
 }
 unsafe extern "C" fn x_lock(f: *mut sys::sqlite3_file, l: c_int) -> c_int {
     fwd!(f, xLock, l)
@@ -200,6 +327,11 @@ unsafe extern "C" fn x_shm_unmap(f: *mut sys::sqlite3_file, del: c_int) -> c_int
     fwd!(f, xShmUnmap, del)
 }
 unsafe extern "C" fn x_fetch(f: *mut sys::sqlite3_file, off: sys::sqlite3_int64, n: c_int, pp: *mut *mut c_void) -> c_int {
+    if crate::vfs::engaged() && shim(f).durable {
+        // A mapping would show the real file without the held bytes: make SQLite use xRead.
+        *pp = std::ptr::null_mut();
+        return sys::SQLITE_OK;
+    }
     fwd!(f, xFetch, off, n, pp)
 }
 unsafe extern "C" fn x_unfetch(f: *mut sys::sqlite3_file, off: sys::sqlite3_int64, p: *mut c_void) -> c_int {
@@ -248,6 +380,7 @@ unsafe extern "C" fn x_open(
             stats: std::ptr::null(),
             path: std::ptr::null_mut(),
             ckpt_start: None,
+            durable: false,
             _align: 0,
         },
     );
@@ -269,6 +402,8 @@ unsafe extern "C" fn x_open(
     };
     let st = std::panic::catch_unwind(|| stats_for(&path, class)).ok();
     (*s).stats = st.map(Arc::into_raw).unwrap_or(std::ptr::null());
+    let persistent = sys::SQLITE_OPEN_MAIN_DB | sys::SQLITE_OPEN_MAIN_JOURNAL | sys::SQLITE_OPEN_WAL | sys::SQLITE_OPEN_SUPER_JOURNAL;
+    (*s).durable = !path.is_empty() && flags & persistent != 0 && flags & sys::SQLITE_OPEN_DELETEONCLOSE == 0;
     (*s).path = Box::into_raw(Box::new(path));
     let v = (*(*rf).pMethods).iVersion.clamp(1, 3);
     (*s).base.pMethods = &METHODS[(v - 1) as usize];
@@ -277,6 +412,11 @@ unsafe extern "C" fn x_open(
 
 unsafe extern "C" fn x_delete(vfs: *mut sys::sqlite3_vfs, name: *const c_char, sync: c_int) -> c_int {
     let real = (*vfs).pAppData as *mut sys::sqlite3_vfs;
+    if crate::vfs::engaged() && !name.is_null() {
+        // SAFETY: SQLite passes a NUL-terminated file name.
+        let p = CStr::from_ptr(name).to_string_lossy();
+        let _ = std::panic::catch_unwind(|| powerloss::forget(&p));
+    }
     ((*real).xDelete.unwrap())(real, name, sync)
 }
 unsafe extern "C" fn x_access(vfs: *mut sys::sqlite3_vfs, name: *const c_char, flags: c_int, out: *mut c_int) -> c_int {

@@ -10,6 +10,8 @@
 //! | `shardvt_drop_index(table, name)` | 'ok' |
 //! | `shardvt_io_stats([path filter])` | JSON I/O statistics of the `shardvt` VFS |
 //! | `shardvt_fault(spec)` | 'ok'; sets the VFS fault plan (tests, benchmarks) |
+//! | `shardvt_checkpoint_mode([mode])` | the process's checkpoint mode after setting it (`crate::wal`) |
+//! | `shardvt_wal_stats([path filter])` | JSON WAL and checkpoint statistics per managed shard file |
 
 pub mod outbox;
 
@@ -103,4 +105,19 @@ pub fn shardvt_drop_index(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Valu
     let name = text_arg(args, 1, "shardvt_drop_index", "index name")?;
     with_table(ctx.db(), &table, |t| t.drop_index(&name))?;
     Ok(Value::text("ok"))
+}
+
+pub fn shardvt_checkpoint_mode(_: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    if let Some(v) = args.first() {
+        if v.is_null() {
+            return Err(Error::config("shardvt_checkpoint_mode: argument 1 (mode) must not be NULL"));
+        }
+        crate::wal::set_mode(&v.text_string())?;
+    }
+    Ok(Value::text(crate::wal::mode().name()))
+}
+
+pub fn shardvt_wal_stats(_: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    let filter = args.first().filter(|v| !v.is_null()).map(|v| v.text_string());
+    Ok(Value::text(&crate::wal::stats_json(filter.as_deref())))
 }

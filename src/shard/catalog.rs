@@ -100,9 +100,12 @@ fn options_fingerprint(cfg: &TableConfig) -> String {
 
 fn open_catalog_conn(path: &Path, create: bool) -> Result<Connection> {
     let flags = OPEN_READWRITE | if create { OPEN_CREATE } else { 0 };
-    let conn = Connection::open(&path.to_string_lossy(), flags)?;
+    let ctx = |e: Error| super::file_error(e, "catalog", path);
+    let conn = Connection::open(&path.to_string_lossy(), flags).map_err(ctx)?;
     conn.busy_timeout(BUSY_TIMEOUT_MS);
-    conn.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+    // FULL: a rowid block must be durable before any row uses an id from it (else a power
+    // loss could hand those ids out again while rows holding them survive).
+    conn.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;").map_err(ctx)?;
     Ok(conn)
 }
 
@@ -292,7 +295,11 @@ impl Catalog {
     }
 
     fn in_write_txn<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let v = self.conn.write_txn(f)?;
+        let path = self.dir.join(CATALOG_FILE);
+        let v = self.conn.write_txn(f).map_err(|e| match e.code() & 0xff {
+            8 | 10 | 13 | 14 => super::file_error(e, "catalog", &path),
+            _ => e,
+        })?;
         self.reload()?;
         Ok(v)
     }

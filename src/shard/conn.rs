@@ -1,7 +1,9 @@
 //! One shard file's connection: open/create, prepared-statement cache, transaction depth.
 //!
 //! Opening: shard files are plain SQLite databases in WAL mode with `synchronous=NORMAL` and a
-//! busy timeout. `create` makes the file and its `data` table from the user's column definitions
+//! busy timeout; every shard connection is handed to the checkpoint manager (`crate::wal::manage`,
+//! which replaces SQLite's inline auto-checkpoint with its WAL hook). `create` makes the file and
+//! its `data` table from the user's column definitions
 //! (so SQLite enforces affinity and per-row constraints) plus every catalog index; `open` never
 //! creates a file: a missing shard is an error that names the file.
 //!
@@ -52,10 +54,11 @@ impl ShardConn {
 
     /// Creates (or completes) a shard file: WAL mode, the data table, the indexes.
     pub fn create(id: ShardId, path: &Path, schema_body: &str, key_index: Option<&str>, indexes: &[IndexEntry]) -> Result<ShardConn> {
-        let conn = Connection::open(&path.to_string_lossy(), OPEN_READWRITE | OPEN_CREATE)
+        let mut conn = Connection::open(&path.to_string_lossy(), OPEN_READWRITE | OPEN_CREATE)
             .map_err(|e| Error::shard(format!("sharded: cannot create shard file {}: {}", path.display(), e.message)))?;
         Self::configure(&conn)?;
         conn.exec("PRAGMA journal_mode=WAL")?;
+        crate::wal::manage(&mut conn); // checkpoints: see crate::wal
         conn.exec(&format!("CREATE TABLE IF NOT EXISTS {SHARD_TABLE}({schema_body})"))?;
         conn.exec(crate::txn::MARKER_DDL)?;
         if let Some(k) = key_index {
@@ -94,12 +97,13 @@ impl ShardConn {
                 }
             }
         }
-        let ctx = format!("sharded: shard file {} is unreadable or not a shard (restore it from a backup)", path.display());
-        let conn = Connection::open(&path.to_string_lossy(), OPEN_READWRITE).map_err(|e| e.context(&ctx))?;
-        Self::configure(&conn).map_err(|e| e.context(&ctx))?;
+        let ctx = |e: Error| super::file_error(e, "shard file", path);
+        let mut conn = Connection::open(&path.to_string_lossy(), OPEN_READWRITE).map_err(ctx)?;
+        Self::configure(&conn).map_err(ctx)?;
+        crate::wal::manage(&mut conn); // checkpoints: see crate::wal
         // Touch the schema so a corrupt or foreign file fails here with a clear message.
-        let mut st = conn.prepare(&format!("SELECT 1 FROM {SHARD_TABLE} LIMIT 0")).map_err(|e| e.context(&ctx))?;
-        st.step().map_err(|e| e.context(&ctx))?;
+        let mut st = conn.prepare(&format!("SELECT 1 FROM {SHARD_TABLE} LIMIT 0")).map_err(ctx)?;
+        st.step().map_err(ctx)?;
         drop(st);
         Ok(ShardConn { cache: HashMap::new(), conn, id, txn_levels: None })
     }
@@ -108,10 +112,7 @@ impl ShardConn {
     /// read-only, cannot open), so the user knows which of many files failed.
     pub fn annotate(&self, e: Error) -> Error {
         match e.code() & 0xff {
-            8 | 10 | 11 | 13 | 14 | 26 => {
-                let msg = format!("{} (shard file {})", e.message, self.conn.path());
-                Error { message: msg, ..e }
-            }
+            8 | 10 | 11 | 13 | 14 | 26 => super::file_error(e, "shard file", Path::new(self.conn.path())),
             _ => e,
         }
     }
@@ -183,6 +184,7 @@ impl ShardConn {
     /// level n is shard savepoint `s{n+1}`. `txn_levels = Some(k)` means s0..=s{k} are open.
     pub fn ensure_txn(&mut self, depth: u32) -> Result<()> {
         if self.txn_levels.is_none() {
+            crate::wal::before_write(self.conn.path()); // waits out this process's WAL truncate
             self.exec("BEGIN IMMEDIATE; SAVEPOINT s0;")?;
             self.txn_levels = Some(0);
         }

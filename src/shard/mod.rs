@@ -9,6 +9,23 @@ pub mod catalog;
 pub mod conn;
 pub mod scan;
 
+/// An error about one of the table's files, in words that name the file and the likely fix.
+/// `what` is e.g. "shard file" or "catalog".
+pub fn file_error(e: crate::error::Error, what: &str, path: &std::path::Path) -> crate::error::Error {
+    let hint = match e.code() & 0xff {
+        8 | 14 => "is its folder read-only or not accessible? check the permissions and mounts of the folder",
+        11 | 26 => "the file is corrupt or not a libshardvt file; restore it from a backup",
+        13 => "the disk is full",
+        _ => "",
+    };
+    let message = if hint.is_empty() {
+        format!("sharded: {what} {}: {}", path.display(), e.message)
+    } else {
+        format!("sharded: {what} {}: {} ({hint})", path.display(), e.message)
+    };
+    crate::error::Error { message, ..e }
+}
+
 /// (device, inode, hard-link count) of a file.
 pub fn file_identity(path: &std::path::Path) -> std::io::Result<(u64, u64, u64)> {
     use std::os::unix::fs::MetadataExt;

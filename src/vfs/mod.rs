@@ -15,13 +15,23 @@
 //! - `full:N` — the N-th write from now and every later one fail with SQLITE_FULL;
 //! - `sync:N` — the N-th sync from now fails with SQLITE_IOERR_FSYNC (once);
 //! - `sync_delay_us:D` — every sync sleeps D µs first (a slow-device model);
-//! - `path:S` — only files whose path contains S count and fail;
-//! - `off` — clears the plan. Specs combine with commas: `path:shard-0001,sync:3`.
+//! - `powerloss` — power-loss model: writes stay in memory, per file path and shared by every
+//!   handle of the process, until that file is synced (`powerloss.rs`); a process killed with
+//!   SIGKILL then loses exactly its unsynced writes. After such a kill, delete the files' `-shm`
+//!   before reopening them (the wal-index is memory-mapped and describes the lost frames too);
+//! - `path:S` — only files whose path contains S count and fail (and, with `powerloss`, are held);
+//! - `off` — clears the plan. Specs combine with commas: `path:shard-0001,sync:3`. Each call
+//!   replaces the whole plan (include `powerloss` again to keep the model on); turning
+//!   `powerloss` off loses nothing (held bytes are written out at each file's next write, sync
+//!   or close).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+
+pub mod overlay;
+pub mod powerloss;
 
 pub const VFS_NAME: &str = "shardvt";
 pub const HIST_BUCKETS: usize = 24;
@@ -150,6 +160,7 @@ pub struct FaultPlan {
     pub full_at: Option<u64>,
     pub sync_at: Option<u64>,
     pub sync_delay_us: u64,
+    pub powerloss: bool,
     writes_seen: u64,
     syncs_seen: u64,
     full_active: bool,
@@ -163,8 +174,12 @@ impl FaultPlan {
                 p = FaultPlan::default();
                 continue;
             }
+            if part == "powerloss" {
+                p.powerloss = true;
+                continue;
+            }
             let (k, v) = part.split_once(':').ok_or_else(|| {
-                Error::config(format!("shardvt_fault: bad item {part:?} (expected write:N, full:N, sync:N, sync_delay_us:N, path:S or off)"))
+                Error::config(format!("shardvt_fault: bad item {part:?} (expected write:N, full:N, sync:N, sync_delay_us:N, powerloss, path:S or off)"))
             })?;
             let num = || -> Result<u64> {
                 v.trim().parse().map_err(|_| Error::config(format!("shardvt_fault: {k} needs a number, got {v:?}")))
@@ -216,16 +231,37 @@ impl FaultPlan {
 }
 
 static PLAN: Mutex<Option<FaultPlan>> = Mutex::new(None);
-static PLAN_ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The one word the shim loads on every call to know whether anything beyond counting applies:
+/// bit 0 a fault plan is active, bit 1 the power-loss mode is on, bits 2.. the number of files
+/// whose overlay holds unsynced bytes (maintained by `powerloss`). Zero: plain pass-through.
+pub(crate) static ENGAGED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+pub(crate) const ENGAGED_PLAN: usize = 1;
+pub(crate) const ENGAGED_POWERLOSS: usize = 2;
+pub(crate) const ENGAGED_ONE_HELD: usize = 4;
+
+/// Whether the shim must ask the fault plan or the power-loss model (one relaxed load).
+#[inline]
+pub fn engaged() -> bool {
+    ENGAGED.load(Relaxed) != 0
+}
+
+fn plan_active() -> bool {
+    ENGAGED.load(Relaxed) & ENGAGED_PLAN != 0
+}
 
 pub fn set_fault_plan(p: FaultPlan) {
+    powerloss::set_mode(p.powerloss, p.path.clone());
     let active = p.is_active();
     *PLAN.lock().unwrap_or_else(|e| e.into_inner()) = if active { Some(p) } else { None };
-    PLAN_ACTIVE.store(active, Relaxed);
+    if active {
+        ENGAGED.fetch_or(ENGAGED_PLAN, Relaxed);
+    } else {
+        ENGAGED.fetch_and(!ENGAGED_PLAN, Relaxed);
+    }
 }
 
 pub fn fault_on_write(path: &str) -> Fault {
-    if !PLAN_ACTIVE.load(Relaxed) {
+    if !plan_active() {
         return Fault::None;
     }
     match PLAN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
@@ -235,7 +271,7 @@ pub fn fault_on_write(path: &str) -> Fault {
 }
 
 pub fn fault_on_sync(path: &str) -> (u64, Fault) {
-    if !PLAN_ACTIVE.load(Relaxed) {
+    if !plan_active() {
         return (0, Fault::None);
     }
     match PLAN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
@@ -264,6 +300,10 @@ mod tests {
         assert!(FaultPlan::parse("bogus:1").is_err());
         assert!(FaultPlan::parse("write:x").is_err());
         assert!(!FaultPlan::parse("off").unwrap().is_active());
+        let pl = FaultPlan::parse("path:shard-, powerloss").unwrap();
+        assert!(pl.powerloss && pl.path.as_deref() == Some("shard-") && !pl.is_active());
+        assert!(!FaultPlan::parse("powerloss,off").unwrap().powerloss);
+        assert!(FaultPlan::parse("powerloss:1").is_err());
     }
 
     #[test]

@@ -1427,6 +1427,13 @@ impl VTab for ShardedTable {
             c.give(&select, st);
         }
         self.outbox_stage_redo()?; // outbox rows go into the redo record too
+        // The images carry every earlier commit of these shards, some possibly only NORMAL-synced
+        // (single-shard commits, ours or other processes'). Make them durable before the record
+        // that contains their effects, or a power loss could re-apply half of such a commit.
+        for id in &participants {
+            let c = self.conn(*id)?;
+            c.conn.sync_wal().map_err(|e| c.annotate(e))?;
+        }
         let shard_nums: Vec<u32> = participants.iter().map(|s| s.0).collect();
         let txid =
             self.txlog.write_record(&shard_nums, &images, prepared.as_ref().map(|(g, c)| (g.as_str(), c.as_str())))?;

@@ -20,11 +20,22 @@ extension's recovery) and checks:
             its key routes to, and the same rows the table returns
   log       after recovery no log entry is left 'pending'
 
+--power-loss: every child (writers and recoveries) first turns on the shardvt VFS's power-loss
+model (`SELECT shardvt_fault('powerloss')`): its writes stay in process memory until the file is
+synced, so the SIGKILL loses exactly what was never synced, as a power failure would. The parent
+then deletes every `-shm` file (the wal-index is memory-mapped and still describes the lost WAL
+frames) before anything opens the files again, and checks the same invariants, except that
+`acked` only applies to transactions that were multi-shard or multi-table (durable through the
+FULL-synced log): a single-shard transaction of one table may be lost with synchronous=NORMAL.
+Those losses are counted and reported (`crash: power loss: ...`), not counted as violations.
+The child marks each ack `m` (logged) or `s` (one shard of one table, by its net writes;
+a shard whose writes a ROLLBACK TO undid still joins the log, so `s` is the lenient side).
+
 Rounds continue on the same database, so recovery after earlier crashes is exercised repeatedly.
 After a violation the expected state is re-based on what was found, so later rounds still test
 something. Final line: `crash: N crashes, V violations`; exit status 1 when V > 0.
 
-Usage: python3 tests/crash/harness.py [--rounds N] [--seed S] [--keep] [-v]
+Usage: python3 tests/crash/harness.py [--rounds N] [--seed S] [--tables 1|2] [--power-loss] [--keep] [-v]
 """
 import argparse
 import os
@@ -88,8 +99,14 @@ def record_sql(tables):
     return "INSERT INTO acct(id, owner, balance, xsum) VALUES (?1, 'ledger-' || ?1, ?4, ?2 * 1000 + ?3)"
 
 
+def power_loss_on(conn):
+    """The power-loss model is process-wide: on before the first shard file is opened."""
+    assert conn.execute("SELECT shardvt_fault('powerloss')").fetchall() == [("ok",)]
+
+
 def child_main(db):
-    """Waits for one command on stdin: `work <tables> <tid_base> <seed>` or `recover`."""
+    """Waits for one command on stdin: `work <tables> <tid_base> <seed> [powerloss]` or
+    `recover [powerloss]`."""
     cmd = sys.stdin.readline().split()
     if not cmd:
         return 0
@@ -97,22 +114,26 @@ def child_main(db):
         if cmd[0] == "recover":
             out("open")
             conn = connect(db)
+            if "powerloss" in cmd[1:]:
+                power_loss_on(conn)
             # Connecting to the tables runs recovery.
             conn.execute("SELECT count(*) FROM acct").fetchall()
             if os.path.isdir(os.path.join(os.path.dirname(db), "xfer.shards")):
                 conn.execute("SELECT count(*) FROM xfer").fetchall()
             out("done")
             return 0
-        return child_work(db, int(cmd[1]), int(cmd[2]), int(cmd[3]))
+        return child_work(db, int(cmd[1]), int(cmd[2]), int(cmd[3]), "powerloss" in cmd[4:])
     except Exception as e:  # reported to the parent, which counts it as a violation
         out(f"err {type(e).__name__}: {e}".replace("\n", " "))
         return 2
 
 
-def child_work(db, tables, tid, seed):
+def child_work(db, tables, tid, seed, power_loss=False):
     rng = random.Random(seed)
     rec = record_sql(tables)
     conn = connect(db)
+    if power_loss:
+        power_loss_on(conn)
     shard_of_owner = dict(conn.execute(
         "SELECT value, shardvt_route('acct', value) FROM json_each(?)", (repr(OWNER_POOL).replace("'", '"'),)))
     pool = {s: [o for o in OWNER_POOL if shard_of_owner[o] == s] for s in range(SHARDS)}
@@ -167,9 +188,15 @@ def child_work(db, tables, tid, seed):
             ex(rec, (tid + BOGUS_TID_OFFSET, dst, src, 1))
             ex("ROLLBACK")
             continue
+        # 'm': logged (several shards or both tables), durable even on power loss; 's': one shard
+        # of one table (net writes), which synchronous=NORMAL may lose on power loss.
+        kind = "m"
+        if tables == 1 and not moves and shard[src] == shard[dst]:
+            ledger = conn.execute("SELECT shardvt_route('acct', 'ledger-' || ?)", (tid,)).fetchall()[0][0]
+            kind = "s" if ledger == shard[src] else "m"
         ex("COMMIT")
         owner.update(moves)
-        out(f"ack {tid}")
+        out(f"ack {tid} {kind}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +278,10 @@ class Harness:
         self.errlog = open(self.tmp / "child-stderr.log", "ab")
         self.crashes = 0
         self.violations = 0
-        self.acked = set()
+        self.acked = set()  # acknowledged tids that must survive
+        self.acked_single = set()  # power loss: acknowledged one-shard tids, which may be lost
+        self.lost_single = []  # power loss: acknowledged one-shard tids found lost
+        self.n_single = 0
         self.seen = set()
         self.base_sum = N_ACCT * START
         self.base_xsum = 0
@@ -262,6 +292,7 @@ class Harness:
         self.rk_time = 0.02  # running estimate of open->done time of a recovering child
         self.shard_of_owner = {}
         self.tables = ("acct", "xfer") if args.tables == 2 else ("acct",)
+        self.pl = " powerloss" if args.power_loss else ""
 
     def log(self, msg):
         if self.args.verbose:
@@ -342,6 +373,16 @@ class Harness:
     def spare(self):
         return Child(self.db, self.errlog)
 
+    def power_off(self):
+        """--power-loss: the killed child's unsynced writes never reached the files, but its
+        memory-mapped wal-index (-shm) describes them: delete every -shm so that the next opener
+        rebuilds it from what really is in the -wal files."""
+        if not self.args.power_loss:
+            return
+        for d in [self.tmp] + [self.tmp / f"{t}.shards" for t in self.tables]:
+            for f in d.glob("*-shm"):
+                f.unlink()
+
     def run(self):
         self.setup()
         t0 = time.monotonic()
@@ -349,7 +390,7 @@ class Harness:
         for rnd in range(1, self.args.rounds + 1):
             child, nxt = nxt, self.spare()
             seed = self.rng.randrange(1 << 30)
-            child.send(f"work {self.args.tables} {rnd * 1_000_000} {seed}")
+            child.send(f"work {self.args.tables} {rnd * 1_000_000} {seed}{self.pl}")
             first = child.wait_for("ack", 30)
             delay = self.rng.uniform(0.005, 0.150)
             if first is not None and not first.startswith("err"):
@@ -357,8 +398,15 @@ class Harness:
             killed = child.kill()
             self.crashes += killed
             self.stats["work_kills"] += killed
+            self.power_off()
             acks = [int(ln.split()[1]) for ln in child.lines if ln.startswith("ack ")]
-            self.acked.update(acks)
+            single = {int(ln.split()[1]) for ln in child.lines if ln.startswith("ack ") and ln.split()[2:] == ["s"]}
+            if self.args.power_loss:
+                self.acked.update(set(acks) - single)
+                self.acked_single.update(single)
+                self.n_single += len(single)
+            else:
+                self.acked.update(acks)
             self.stats["commits_acked"] += len(acks)
             for e in child.errors():
                 self.violation(rnd, "child", e)
@@ -373,7 +421,7 @@ class Harness:
             if self.rng.random() < (0.6 if cls not in ("clean",) else 0.1):
                 for _ in range(self.rng.randint(1, 3)):
                     child, nxt = nxt, self.spare()
-                    child.send("recover")
+                    child.send("recover" + self.pl)
                     ln = child.wait_for("open", 30)
                     t_open = time.monotonic()
                     if ln != "open":
@@ -383,6 +431,7 @@ class Harness:
                     if done == "done":
                         self.rk_time = 0.8 * self.rk_time + 0.2 * (time.monotonic() - t_open)
                     killed = child.kill()
+                    self.power_off()
                     interrupted = killed and "done" not in child.lines
                     self.crashes += interrupted
                     self.stats["recovery_kills"] += interrupted
@@ -451,6 +500,13 @@ class Harness:
             self.base_sum, self.base_xsum = s, xs
 
         # acked / kept
+        if self.acked_single:
+            gone = sorted(self.acked_single - tidset)
+            self.lost_single += gone
+            if gone:
+                self.log(f"round {rnd}: {len(gone)} acknowledged one-shard transactions lost to the power loss: {gone[:10]}")
+            # Found now: the files hold them, so from here on they must stay (checked by `kept`).
+            self.acked_single = set()
         missing = sorted(self.acked - tidset)
         if missing:
             self.violation(rnd, "acked", f"{len(missing)} acknowledged transfers missing, e.g. {missing[:10]}")
@@ -524,7 +580,13 @@ class Harness:
               f"work pending, {st['recovery_made_progress_then_killed']} after partial progress)")
         print("crash: state left by writer kills: "
               + ", ".join(f"{k} {v}" for k, v in sorted(self.crash_class.items())))
-        print(f"crash: {self.args.rounds} rounds in {el:.1f} s, seed {self.args.seed}, tables {self.args.tables}")
+        if self.args.power_loss:
+            print(f"crash: power loss: {len(self.lost_single)} of {self.n_single} acknowledged one-shard "
+                  f"transactions lost (allowed: synchronous=NORMAL), every one of "
+                  f"{st['commits_acked'] - self.n_single} logged ones required"
+                  + (f", lost e.g. {self.lost_single[:5]}" if self.lost_single else ""))
+        print(f"crash: {self.args.rounds} rounds in {el:.1f} s, seed {self.args.seed}, tables {self.args.tables}"
+              + (", power loss" if self.args.power_loss else ""))
         print(f"crash: {self.crashes} crashes, {self.violations} violations", flush=True)
         self.errlog.close()
         if self.args.keep or self.violations:
@@ -541,6 +603,9 @@ def main():
     ap.add_argument("--tables", type=int, choices=(1, 2), default=2,
                     help="2: transfers recorded in the sharded table xfer (default); 1: as ledger rows "
                          "of acct itself (tests the single-table guarantee alone)")
+    ap.add_argument("--power-loss", action="store_true",
+                    help="children run the shardvt VFS's power-loss model: a kill also loses every "
+                         "unsynced write; -shm files are deleted before reopening")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

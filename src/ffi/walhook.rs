@@ -1,0 +1,105 @@
+//! `sqlite3_wal_hook` and `sqlite3_wal_checkpoint_v2` for the checkpoint manager (`crate::wal`).
+//!
+//! - [`install`] registers a [`WalObserver`] as the WAL hook of a [`Connection`]. Registering a
+//!   WAL hook replaces SQLite's own auto-checkpoint hook on that connection, so from then on the
+//!   observer alone decides when that connection checkpoints. The observer is owned by the
+//!   connection (`Connection::wal_observer`) and dropped after the handle is closed; the hook is
+//!   unregistered before the close, so it never runs on a freed observer.
+//! - `x_wal_hook` is the trampoline SQLite calls in the committing thread after every commit
+//!   (autocommit statement or COMMIT), outside the write lock, with the number of frames now in
+//!   the WAL. It catches panics and always returns SQLITE_OK: an error returned from a WAL hook
+//!   would be reported to the user as the failure of the statement that committed.
+//! - [`WalConn::checkpoint`] (inside the hook, on the committing connection) and
+//!   [`checkpoint`] (on a connection the manager owns) run `sqlite3_wal_checkpoint_v2`.
+//!
+//! Nothing here decides anything: the policy is `wal::policy`, the thread is `wal::runner`.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use libsqlite3_sys as sys;
+
+use super::api::{routines, Connection};
+
+/// Told about every commit of the connection it is installed on.
+pub trait WalObserver: Send + Sync + 'static {
+    /// `frames`: frames in the WAL after the commit (SQLite's `mxFrame`). Runs in the committing
+    /// thread; must be cheap unless it decides to checkpoint through `conn`.
+    fn on_commit(&self, conn: &WalConn<'_>, frames: u32);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointMode {
+    Passive,
+    Truncate,
+}
+
+/// What `sqlite3_wal_checkpoint_v2` returned: its result code and `(*pnLog, *pnCkpt)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointResult {
+    pub rc: i32,
+    pub log: i32,
+    pub ckpt: i32,
+}
+
+/// The committing connection, valid during one `on_commit` call.
+pub struct WalConn<'a> {
+    db: *mut sys::sqlite3,
+    schema: *const c_char,
+    _life: std::marker::PhantomData<&'a ()>,
+}
+
+impl WalConn<'_> {
+    /// Checkpoints the committing database (PASSIVE: never waits, never blocks writers).
+    pub fn checkpoint(&self, mode: CheckpointMode) -> CheckpointResult {
+        // SAFETY: db and schema are the hook's arguments, valid during the hook; checkpointing
+        // from inside the WAL hook is what SQLite's own auto-checkpoint does.
+        unsafe { checkpoint_raw(self.db, self.schema, mode) }
+    }
+}
+
+unsafe fn checkpoint_raw(db: *mut sys::sqlite3, schema: *const c_char, mode: CheckpointMode) -> CheckpointResult {
+    let m = match mode {
+        CheckpointMode::Passive => sys::SQLITE_CHECKPOINT_PASSIVE,
+        CheckpointMode::Truncate => sys::SQLITE_CHECKPOINT_TRUNCATE,
+    };
+    let (mut log, mut ckpt): (c_int, c_int) = (-1, -1);
+    let rc = (routines().wal_checkpoint_v2.expect("host lacks sqlite3_wal_checkpoint_v2"))(db, schema, m, &mut log, &mut ckpt);
+    CheckpointResult { rc, log, ckpt }
+}
+
+/// Checkpoints the main database of a connection the caller owns (the manager's).
+pub fn checkpoint(conn: &Connection, mode: CheckpointMode) -> CheckpointResult {
+    // SAFETY: live handle owned by `conn`, used by this thread only; "main" is NUL-terminated.
+    unsafe { checkpoint_raw(conn.handle(), c"main".as_ptr(), mode) }
+}
+
+unsafe extern "C" fn x_wal_hook(arg: *mut c_void, db: *mut sys::sqlite3, schema: *const c_char, frames: c_int) -> c_int {
+    // SAFETY: arg is the Box<dyn WalObserver> that `install` stored in the connection, which
+    // outlives every call (the hook is removed before the connection closes).
+    let obs = &*(arg as *const Box<dyn WalObserver>);
+    let conn = WalConn { db, schema, _life: std::marker::PhantomData };
+    let _ = catch_unwind(AssertUnwindSafe(|| obs.on_commit(&conn, frames.max(0) as u32)));
+    sys::SQLITE_OK
+}
+
+/// Makes `obs` the WAL hook of `conn` (replacing SQLite's auto-checkpoint on it).
+pub fn install(conn: &mut Connection, obs: Box<dyn WalObserver>) {
+    let boxed: Box<Box<dyn WalObserver>> = Box::new(obs);
+    let arg = &*boxed as *const Box<dyn WalObserver> as *mut c_void;
+    // SAFETY: live handle; arg points into the heap allocation kept in `conn` until after close.
+    unsafe {
+        (routines().wal_hook.expect("host lacks sqlite3_wal_hook"))(conn.handle(), Some(x_wal_hook), arg);
+    }
+    conn.wal_observer = Some(boxed);
+}
+
+/// Removes the hook before the connection is closed (called by `Connection::drop`).
+pub(super) fn uninstall(db: *mut sys::sqlite3) {
+    // SAFETY: live handle; a NULL callback unregisters.
+    unsafe {
+        (routines().wal_hook.expect("host lacks sqlite3_wal_hook"))(db, None, ptr::null_mut());
+    }
+}

@@ -1,0 +1,704 @@
+//! The checkpoint policy of one process: a pure state machine, one [`ShardWal`] per shard file.
+//!
+//! Inputs are plain values: a commit seen by the WAL hook (`on_commit`: WAL frames after the
+//! commit, now), the outcome of a checkpoint (`after_inline`, `after_drain`, `after_truncate`),
+//! and the clock (`next_job`). Outputs say what to do: nothing, wake the background thread, or
+//! checkpoint inline in the committing thread; and for the background thread which shard to
+//! drain, truncate or close next, and when to look again. Nothing here touches SQLite, files or
+//! threads; `runner` does, and the unit tests below drive this with made-up numbers.
+//!
+//! HOW A SHARD'S WAL CYCLES (frames are SQLite's `mxFrame`, what the WAL hook reports):
+//!
+//! ```text
+//!  commit ... frames >= threshold/2 ──Wake──▶ background PASSIVE drains (backfilled ≈ frames)
+//!     ▲                                            │
+//!     │          a commit with frames >= threshold, frames - backfilled <= tail
+//!     │                                            ▼
+//!  writer's next transaction ◀── everything ── writer's hook runs a tiny PASSIVE ("tail")
+//!  restarts the WAL (rewind)     backfilled
+//! ```
+//!
+//! SQLite rewinds a WAL only when the writer's transaction *starts* with every frame already
+//! copied into the database (`nBackfill == mxFrame`). A background checkpoint alone never gets
+//! there under continuous writes (the writer appends while it copies), so the background copies
+//! the bulk and the writer's hook finishes the last few frames itself, right after its commit,
+//! while no other writer can append in between.
+//!
+//! Rules, in `on_commit` order:
+//! 1. frames fell below the last value: the WAL was restarted (rewind, by us or anyone) — forget
+//!    what was backfilled.
+//! 2. frames >= `hard_cap` (the background is not keeping up): checkpoint inline, PASSIVE, as
+//!    stock SQLite does (at most once per `threshold` new frames, so a reader that pins the WAL
+//!    does not turn every commit into a futile checkpoint).
+//! 3. frames >= `threshold`, a drain happened in this WAL generation and at most `tail` frames are
+//!    left (more once the WAL is past `threshold`: `Config::tail_limit`): inline tail checkpoint (again at most once per `threshold` frames if the following
+//!    transaction could not rewind, e.g. because a reader holds an old snapshot).
+//! 4. frames >= `drain_at` (half the threshold) and more than `drain_chunk` (a quarter) frames not
+//!    yet copied, or frames >= `threshold` and more than `tail` not copied: ask the background for
+//!    a drain. Starting early lets the drains catch up with the writer by the time the WAL reaches
+//!    `threshold`, so it rewinds at about the size where stock SQLite's does.
+//! 5. first commit after the WAL was truncated: wake the background so it schedules the idle
+//!    TRUNCATE `idle_ms` later.
+//!
+//! The background takes, in order: drains (largest backlog first), idle truncates (no commit for
+//! `idle_ms`), closes of its own connection (unused for `close_after_ms`). A checkpoint that met
+//! SQLITE_BUSY, or a drain that made no progress (a reader pins the WAL), is retried after a
+//! back-off doubling from `retry_ms` (a busy drain: from `busy_drain_retry_ms`, as it only met
+//! another checkpointer) up to `max_retry_ms`. When a drain finds frames it cannot
+//! copy because of a reader and the WAL holds at least `pin_warn_frames`, it returns a warning
+//! (at most one per `warn_every_ms` per shard).
+//!
+//! Not supported here: the age of the oldest read transaction (SQLite does not expose it), and
+//! back-pressure on writers while a reader pins the WAL.
+
+/// Who checkpoints shard WALs (process-wide, `shardvt_checkpoint_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// This policy: background drains, tail checkpoints, idle truncates, inline at saturation.
+    Managed,
+    /// SQLite's own auto-checkpoint: the committing connection checkpoints (PASSIVE) after every
+    /// commit that leaves `threshold` or more frames in the WAL.
+    Stock,
+    /// Nobody in this process checkpoints (an external tool such as Litestream does).
+    External,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "managed" => Some(Mode::Managed),
+            "stock" => Some(Mode::Stock),
+            "external" => Some(Mode::External),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Managed => "managed",
+            Mode::Stock => "stock",
+            Mode::External => "external",
+        }
+    }
+}
+
+/// Tunables (frames are WAL frames, one page each; times in milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    pub threshold: u32,
+    pub drain_at: u32,
+    pub drain_chunk: u32,
+    pub hard_cap: u32,
+    pub tail: u32,
+    pub idle_ms: u64,
+    pub close_after_ms: u64,
+    pub retry_ms: u64,
+    pub busy_drain_retry_ms: u64,
+    pub max_retry_ms: u64,
+    pub pin_warn_frames: u32,
+    pub warn_every_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::with_threshold(1000)
+    }
+}
+
+impl Config {
+    /// The largest tail the writer copies inline at `frames` frames: `tail`, growing by half of
+    /// the excess over `threshold`. When the disk is slow and the writer fast, each drain ends
+    /// with more than `tail` new frames; the growing limit still ends the cycle soon after the
+    /// threshold (the writer then copies part of what stock SQLite would copy in full).
+    pub fn tail_limit(&self, frames: u32) -> u32 {
+        self.tail.saturating_add(frames.saturating_sub(self.threshold) / 2)
+    }
+
+    /// Defaults scaled from a threshold (SQLite's stock autocheckpoint is 1000 frames).
+    pub fn with_threshold(threshold: u32) -> Config {
+        let threshold = threshold.max(8);
+        Config {
+            threshold,
+            drain_at: threshold / 2,
+            drain_chunk: threshold / 4,
+            hard_cap: threshold.saturating_mul(8),
+            tail: (threshold / 8).max(1),
+            idle_ms: 200,
+            close_after_ms: 2000,
+            retry_ms: 20,
+            busy_drain_retry_ms: 2,
+            max_retry_ms: 500,
+            pin_warn_frames: threshold.saturating_mul(4),
+            warn_every_ms: 10_000,
+        }
+    }
+}
+
+/// What one checkpoint call returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran: `log` frames in the WAL, `ckpt` of them copied into the database.
+    Done { log: u32, ckpt: u32 },
+    /// SQLITE_BUSY: another checkpointer, a writer (TRUNCATE) or a reader (TRUNCATE) was in the way.
+    Busy,
+    /// Any other error (the file was removed, I/O error): try again later.
+    Failed,
+}
+
+/// What the committing thread should do after its commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAction {
+    Nothing,
+    Wake,
+    /// Finish the drain: a tiny PASSIVE checkpoint on the writer's connection.
+    Tail,
+    /// The background cannot keep up: stock inline PASSIVE checkpoint.
+    Saturated,
+}
+
+/// Background work for one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Drain,
+    Truncate,
+    Close,
+}
+
+/// Counters reported by `shardvt_wal_stats()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub commits: u64,
+    pub background: u64,
+    pub tail: u64,
+    pub inline: u64,
+    pub truncate: u64,
+    pub rewinds: u64,
+    pub busy_retries: u64,
+    pub pin_warnings: u64,
+    /// Time the committing threads spent in tail and inline checkpoints (µs): the writer's cost.
+    pub writer_ckpt_us: u64,
+    pub writer_ckpt_max_us: u64,
+    /// Wall-clock time (unix ms) of the last checkpoint that ran, any kind.
+    pub last_checkpoint_unix_ms: Option<u64>,
+}
+
+/// The policy's view of one shard's WAL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardWal {
+    /// WAL frames after the last commit seen.
+    pub frames: u32,
+    /// Frames known to be copied into the database in this WAL generation.
+    pub backfilled: u32,
+    /// Frames a checkpoint could not copy because a reader still uses them (last checkpoint).
+    pub pinned: u32,
+    pub last_commit_ms: Option<u64>,
+    /// A commit happened since the last successful TRUNCATE.
+    pub dirty: bool,
+    /// The hook asked for a drain that has not run yet.
+    pub queued: bool,
+    /// No background job before this time (back-off after BUSY / no progress).
+    pub retry_at_ms: u64,
+    pub backoff_ms: u64,
+    /// `frames` when the last inline tail / saturation checkpoint ran in this WAL generation.
+    pub tail_at: Option<u32>,
+    pub saturated_at: Option<u32>,
+    /// The background thread holds a connection to this shard, last used at `used_ms`.
+    pub has_conn: bool,
+    pub used_ms: u64,
+    pub warned_ms: Option<u64>,
+    pub counters: Counters,
+}
+
+impl ShardWal {
+    pub fn backlog(&self) -> u32 {
+        self.frames.saturating_sub(self.backfilled)
+    }
+
+    /// A commit left `frames` frames in the WAL (the WAL hook's argument).
+    pub fn on_commit(&mut self, cfg: &Config, mode: Mode, frames: u32, now_ms: u64) -> HookAction {
+        self.counters.commits += 1;
+        if frames < self.frames {
+            self.counters.rewinds += 1;
+            self.backfilled = 0;
+            self.pinned = 0;
+            self.tail_at = None;
+            self.saturated_at = None;
+        }
+        let was_clean = !self.dirty;
+        self.frames = frames;
+        self.last_commit_ms = Some(now_ms);
+        self.dirty = true;
+        match mode {
+            Mode::Managed => {}
+            Mode::Stock if frames >= cfg.threshold => return HookAction::Saturated,
+            Mode::Stock | Mode::External => return HookAction::Nothing,
+        }
+        let once_per_threshold = |at: Option<u32>| match at {
+            Some(f) => frames >= f.saturating_add(cfg.threshold),
+            None => true,
+        };
+        if frames >= cfg.hard_cap && once_per_threshold(self.saturated_at) {
+            return HookAction::Saturated;
+        }
+        if frames >= cfg.threshold && self.backfilled > 0 && self.backlog() <= cfg.tail_limit(frames) {
+            if once_per_threshold(self.tail_at) {
+                return HookAction::Tail;
+            }
+        } else if !self.queued
+            && ((frames >= cfg.threshold && self.backlog() > cfg.tail)
+                || (frames >= cfg.drain_at && self.backlog() > cfg.drain_chunk))
+        {
+            self.queued = true;
+            return HookAction::Wake;
+        }
+        if was_clean {
+            HookAction::Wake
+        } else {
+            HookAction::Nothing
+        }
+    }
+
+    /// The inline checkpoint chosen by `on_commit` (`Tail` or `Saturated`) returned `outcome`.
+    pub fn after_inline(&mut self, action: HookAction, outcome: Outcome, rewinds_before: u64, took_us: u64, unix_ms: u64) {
+        self.counters.writer_ckpt_us += took_us;
+        self.counters.writer_ckpt_max_us = self.counters.writer_ckpt_max_us.max(took_us);
+        match outcome {
+            Outcome::Done { log, ckpt } => {
+                self.note_copied(log, ckpt, rewinds_before, unix_ms);
+                match action {
+                    HookAction::Saturated => {
+                        self.counters.inline += 1;
+                        self.saturated_at = Some(self.frames);
+                    }
+                    _ => {
+                        self.counters.tail += 1;
+                        self.tail_at = Some(self.frames);
+                    }
+                }
+            }
+            // The background is checkpointing right now: it will report, the next commit retries.
+            Outcome::Busy => self.counters.busy_retries += 1,
+            Outcome::Failed => {}
+        }
+    }
+
+    /// Records what a checkpoint copied. `rewinds_before` is `counters.rewinds` when it started:
+    /// if the WAL restarted meanwhile, its numbers describe the previous generation and are
+    /// dropped (they would make a fresh WAL look backfilled).
+    fn note_copied(&mut self, log: u32, ckpt: u32, rewinds_before: u64, unix_ms: u64) {
+        self.counters.last_checkpoint_unix_ms = Some(unix_ms);
+        if self.counters.rewinds == rewinds_before {
+            self.backfilled = ckpt;
+            self.pinned = log.saturating_sub(ckpt);
+        }
+    }
+
+    fn back_off(&mut self, cfg: &Config, now_ms: u64) {
+        self.back_off_from(cfg.retry_ms, cfg, now_ms)
+    }
+
+    fn back_off_from(&mut self, first_ms: u64, cfg: &Config, now_ms: u64) {
+        self.backoff_ms = if self.backoff_ms == 0 { first_ms } else { (self.backoff_ms * 2).min(cfg.max_retry_ms) };
+        self.retry_at_ms = now_ms + self.backoff_ms;
+    }
+
+    fn clear_back_off(&mut self) {
+        self.backoff_ms = 0;
+        self.retry_at_ms = 0;
+    }
+
+    /// A background PASSIVE drain returned. Returns a warning to log when a reader pins a large
+    /// WAL (issue 5 item 2).
+    pub fn after_drain(
+        &mut self,
+        cfg: &Config,
+        outcome: Outcome,
+        rewinds_before: u64,
+        now_ms: u64,
+        unix_ms: u64,
+    ) -> Option<String> {
+        self.used_ms = now_ms;
+        match outcome {
+            Outcome::Done { log, ckpt } => {
+                let before = self.backfilled;
+                self.counters.background += 1;
+                self.note_copied(log, ckpt, rewinds_before, unix_ms);
+                if ckpt < log && ckpt <= before {
+                    // No progress: a reader holds the rest. Look again later, not in a loop.
+                    self.back_off(cfg, now_ms);
+                    let warn_due = match self.warned_ms {
+                        Some(t) => now_ms >= t + cfg.warn_every_ms,
+                        None => true,
+                    };
+                    if log >= cfg.pin_warn_frames && warn_due {
+                        self.warned_ms = Some(now_ms);
+                        self.counters.pin_warnings += 1;
+                        return Some(format!(
+                            "{log} frames in the WAL, {} cannot be checkpointed until a reader ends its read transaction",
+                            log - ckpt
+                        ));
+                    }
+                } else {
+                    self.queued = false;
+                    self.clear_back_off();
+                }
+            }
+            Outcome::Busy => {
+                self.counters.busy_retries += 1;
+                // another checkpointer (the writer's tail, another process): brief
+                self.back_off_from(cfg.busy_drain_retry_ms, cfg, now_ms);
+            }
+            Outcome::Failed => self.back_off(cfg, now_ms),
+        }
+        None
+    }
+
+    /// A background TRUNCATE returned; `commits_before` is `counters.commits` when it started
+    /// (a commit during the checkpoint means the WAL is not empty any more).
+    pub fn after_truncate(&mut self, cfg: &Config, outcome: Outcome, commits_before: u64, now_ms: u64, unix_ms: u64) {
+        self.used_ms = now_ms;
+        match outcome {
+            Outcome::Done { log, ckpt } => {
+                self.counters.truncate += 1;
+                self.counters.last_checkpoint_unix_ms = Some(unix_ms);
+                self.clear_back_off();
+                if self.counters.commits == commits_before {
+                    self.frames = 0;
+                    self.backfilled = 0;
+                    self.pinned = 0;
+                    self.tail_at = None;
+                    self.saturated_at = None;
+                    self.dirty = false;
+                    self.queued = false;
+                } else {
+                    self.backfilled = ckpt;
+                    self.pinned = log.saturating_sub(ckpt);
+                }
+            }
+            Outcome::Busy => {
+                self.counters.busy_retries += 1;
+                self.back_off(cfg, now_ms);
+            }
+            Outcome::Failed => self.back_off(cfg, now_ms),
+        }
+    }
+
+    /// The background thread opened (or reused) its connection to this shard.
+    pub fn note_conn(&mut self, now_ms: u64) {
+        self.has_conn = true;
+        self.used_ms = now_ms;
+    }
+
+    /// The background thread closed its connection to this shard.
+    pub fn after_close(&mut self) {
+        self.has_conn = false;
+    }
+
+    fn wants_close(&self, cfg: &Config, now_ms: u64) -> (Option<Job>, Option<u64>) {
+        if !self.has_conn {
+            return (None, None);
+        }
+        let at = self.used_ms.saturating_add(cfg.close_after_ms);
+        if at <= now_ms {
+            (Some(Job::Close), None)
+        } else {
+            (None, Some(at))
+        }
+    }
+
+    /// The work this shard wants now, or the time it will want some (ms), or neither.
+    fn wants(&self, cfg: &Config, now_ms: u64) -> (Option<Job>, Option<u64>) {
+        let ready = self.retry_at_ms <= now_ms;
+        if self.queued {
+            if ready {
+                return (Some(Job::Drain), None);
+            }
+            return (None, Some(self.retry_at_ms));
+        }
+        if self.dirty {
+            let at = self.last_commit_ms.unwrap_or(0).saturating_add(cfg.idle_ms).max(self.retry_at_ms);
+            if at <= now_ms {
+                return (Some(Job::Truncate), None);
+            }
+            return (None, Some(at));
+        }
+        self.wants_close(cfg, now_ms)
+    }
+}
+
+/// The next job over all shards: drains first, largest backlog first; then truncates (longest
+/// idle first), then closes. Also returns the earliest time a shard will want work, so the
+/// background thread knows how long it may sleep. Outside `Managed` mode only closes are done.
+pub fn next_job(cfg: &Config, mode: Mode, shards: &[ShardWal], now_ms: u64) -> (Option<(usize, Job)>, Option<u64>) {
+    let mut best: Option<(usize, Job)> = None;
+    let mut wake: Option<u64> = None;
+    let rank = |s: &ShardWal, j: Job| -> (u8, u64) {
+        match j {
+            Job::Drain => (3, s.backlog() as u64),
+            Job::Truncate => (2, u64::MAX - s.last_commit_ms.unwrap_or(0)),
+            Job::Close => (1, 0),
+        }
+    };
+    for (i, s) in shards.iter().enumerate() {
+        let (job, at) = if mode == Mode::Managed { s.wants(cfg, now_ms) } else { s.wants_close(cfg, now_ms) };
+        if let Some(at) = at {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
+        if let Some(j) = job {
+            let better = match best {
+                None => true,
+                Some((b, bj)) => rank(s, j) > rank(&shards[b], bj),
+            };
+            if better {
+                best = Some((i, j));
+            }
+        }
+    }
+    (best, wake)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config::with_threshold(1000)
+    }
+
+    fn commits(s: &mut ShardWal, c: &Config, frames: impl IntoIterator<Item = u32>, now: u64) -> Vec<HookAction> {
+        frames.into_iter().map(|f| s.on_commit(c, Mode::Managed, f, now)).collect()
+    }
+
+    #[test]
+    fn stale_drain_result_does_not_mark_a_fresh_wal_backfilled() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 1200, 0);
+        let rewinds = s.counters.rewinds;
+        // while the drain ran, the tail finished and the next transaction restarted the WAL
+        s.on_commit(&c, Mode::Managed, 4, 1);
+        s.after_drain(&c, Outcome::Done { log: 1200, ckpt: 1200 }, rewinds, 2, 0);
+        assert_eq!((s.backfilled, s.counters.background), (0, 1));
+        for f in (8..1100).step_by(4) {
+            assert_ne!(s.on_commit(&c, Mode::Managed, f, 3), HookAction::Tail, "frames {f}");
+        }
+    }
+
+    #[test]
+    fn stock_and_external_modes() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        assert_eq!(s.on_commit(&c, Mode::External, 5, 0), HookAction::Nothing);
+        assert_eq!(s.on_commit(&c, Mode::External, 50_000, 0), HookAction::Nothing);
+        assert_eq!(next_job(&c, Mode::External, &[s], 10_000), (None, None));
+        let mut t = ShardWal::default();
+        assert_eq!(t.on_commit(&c, Mode::Stock, 999, 0), HookAction::Nothing);
+        // stock checkpoints at every commit past the threshold, as sqlite3WalDefaultHook does
+        assert_eq!(t.on_commit(&c, Mode::Stock, 1002, 0), HookAction::Saturated);
+        t.after_inline(HookAction::Saturated, Outcome::Done { log: 1002, ckpt: 0 }, 0, 0, 0);
+        assert_eq!(t.on_commit(&c, Mode::Stock, 1005, 0), HookAction::Saturated);
+        assert_eq!(Mode::parse(" Managed "), Some(Mode::Managed));
+        assert_eq!(Mode::parse("litestream"), None);
+        assert_eq!(Mode::External.name(), "external");
+    }
+
+    #[test]
+    fn defaults_follow_stock_threshold() {
+        let c = cfg();
+        assert_eq!((c.threshold, c.hard_cap, c.tail, c.idle_ms), (1000, 8000, 125, 200));
+        assert_eq!(Config::with_threshold(0).threshold, 8);
+    }
+
+    #[test]
+    fn first_commit_wakes_for_idle_truncate_then_quiet_until_half_threshold() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        assert_eq!(s.on_commit(&c, Mode::Managed, 3, 0), HookAction::Wake);
+        assert_eq!(commits(&mut s, &c, [6, 9, 499], 1), vec![HookAction::Nothing; 3]);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 502, 2), HookAction::Wake);
+        assert!(s.queued);
+        // already queued: no second wake
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1005, 3), HookAction::Nothing);
+        // drained early: no tail before the WAL reaches the threshold, then one
+        s.after_drain(&c, Outcome::Done { log: 1005, ckpt: 1005 }, 0, 4, 0);
+        s.frames = 700;
+        s.backfilled = 690;
+        assert_eq!(s.on_commit(&c, Mode::Managed, 710, 5), HookAction::Nothing);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1000, 5), HookAction::Wake);
+        s.after_drain(&c, Outcome::Done { log: 1000, ckpt: 1000 }, 0, 6, 0);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1003, 7), HookAction::Tail);
+    }
+
+    #[test]
+    fn drain_then_tail_then_rewind() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        commits(&mut s, &c, [500, 1001], 0);
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 1).0, Some((0, Job::Drain)));
+        // the writer appended 40 frames while the drain copied the first 1001
+        s.on_commit(&c, Mode::Managed, 1041, 2);
+        assert_eq!(s.after_drain(&c, Outcome::Done { log: 1001, ckpt: 1001 }, 0, 3, 99), None);
+        assert!(!s.queued);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1044, 4), HookAction::Tail);
+        s.after_inline(HookAction::Tail, Outcome::Done { log: 1044, ckpt: 1044 }, 0, 0, 100);
+        assert_eq!(s.counters.tail, 1);
+        assert_eq!(s.counters.last_checkpoint_unix_ms, Some(100));
+        // the next transaction restarted the WAL
+        assert_eq!(s.on_commit(&c, Mode::Managed, 3, 5), HookAction::Nothing);
+        assert_eq!((s.counters.rewinds, s.backfilled, s.tail_at), (1, 0, None));
+    }
+
+    #[test]
+    fn slow_drains_still_end_in_a_tail_soon_after_the_threshold() {
+        let c = cfg();
+        assert_eq!((c.tail_limit(900), c.tail_limit(1000), c.tail_limit(1400)), (125, 125, 325));
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 1000, 0);
+        // every drain ends 300 frames behind the writer
+        s.after_drain(&c, Outcome::Done { log: 1000, ckpt: 1000 }, 0, 1, 0);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1300, 2), HookAction::Wake);
+        s.after_drain(&c, Outcome::Done { log: 1300, ckpt: 1300 }, 0, 3, 0);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1600, 4), HookAction::Tail);
+    }
+
+    #[test]
+    fn writer_outpacing_the_drain_asks_for_another() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        commits(&mut s, &c, [1000], 0);
+        s.on_commit(&c, Mode::Managed, 1400, 1);
+        s.after_drain(&c, Outcome::Done { log: 1000, ckpt: 1000 }, 0, 2, 0);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1403, 3), HookAction::Wake);
+        assert_eq!(s.backlog(), 403);
+    }
+
+    #[test]
+    fn failed_rewind_does_not_tail_every_commit() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 1000, 0);
+        s.after_drain(&c, Outcome::Done { log: 1000, ckpt: 1000 }, 0, 1, 0);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1003, 2), HookAction::Tail);
+        s.after_inline(HookAction::Tail, Outcome::Done { log: 1003, ckpt: 1003 }, 0, 0, 0);
+        // a reader held read-mark 1, so the WAL did not restart: appended instead
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1006, 3), HookAction::Nothing);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1009, 3), HookAction::Nothing);
+        // once `threshold` more frames arrived (and were drained), the tail is tried again
+        s.on_commit(&c, Mode::Managed, 2003, 4);
+        s.after_drain(&c, Outcome::Done { log: 2003, ckpt: 2003 }, 0, 5, 0);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 2006, 6), HookAction::Tail);
+    }
+
+    #[test]
+    fn busy_inline_tail_is_retried_at_the_next_commit() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 1000, 0);
+        s.after_drain(&c, Outcome::Done { log: 1000, ckpt: 990 }, 0, 1, 0);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1003, 2), HookAction::Tail);
+        s.after_inline(HookAction::Tail, Outcome::Busy, 0, 0, 0);
+        assert_eq!(s.counters.busy_retries, 1);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1006, 3), HookAction::Tail);
+    }
+
+    #[test]
+    fn saturation_falls_back_to_inline_once_per_threshold() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 7990, 0);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 8000, 1), HookAction::Saturated);
+        // a reader pins: nothing copied
+        s.after_inline(HookAction::Saturated, Outcome::Done { log: 8000, ckpt: 0 }, 0, 0, 7);
+        assert_eq!((s.counters.inline, s.pinned), (1, 8000));
+        assert_ne!(s.on_commit(&c, Mode::Managed, 8010, 2), HookAction::Saturated);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 9000, 3), HookAction::Saturated);
+    }
+
+    #[test]
+    fn drains_largest_backlog_first_then_truncates_then_closes() {
+        let c = cfg();
+        let mut a = ShardWal::default();
+        let mut b = ShardWal::default();
+        let mut idle = ShardWal::default();
+        let mut old = ShardWal { has_conn: true, used_ms: 0, ..Default::default() };
+        a.on_commit(&c, Mode::Managed, 1200, 1000);
+        b.on_commit(&c, Mode::Managed, 3000, 1000);
+        idle.on_commit(&c, Mode::Managed, 10, 0);
+        let shards = [a, b, idle, old];
+        assert_eq!(next_job(&c, Mode::Managed, &shards, 1001).0, Some((1, Job::Drain)));
+        let shards = [a, idle, old];
+        assert_eq!(next_job(&c, Mode::Managed, &shards, 1001).0, Some((0, Job::Drain)));
+        let shards = [idle, old];
+        assert_eq!(next_job(&c, Mode::Managed, &shards, 1001), (Some((0, Job::Truncate)), Some(2000)));
+        assert_eq!(next_job(&c, Mode::Managed, &[old], 2000).0, Some((0, Job::Close)));
+        old.after_close();
+        assert_eq!(next_job(&c, Mode::Managed, &[old], 5000), (None, None));
+    }
+
+    #[test]
+    fn idle_truncate_waits_for_quiet_and_survives_racing_commits() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 5, 100);
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 250), (None, Some(300)));
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 300).0, Some((0, Job::Truncate)));
+        // a commit lands while the TRUNCATE runs: the WAL is not empty afterwards
+        let seq = s.counters.commits;
+        s.on_commit(&c, Mode::Managed, 2, 301);
+        s.after_truncate(&c, Outcome::Done { log: 0, ckpt: 0 }, seq, 302, 0);
+        assert!(s.dirty);
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 302), (None, Some(501)));
+        let seq = s.counters.commits;
+        s.after_truncate(&c, Outcome::Done { log: 0, ckpt: 0 }, seq, 501, 0);
+        assert!(!s.dirty && s.frames == 0);
+        assert_eq!(s.counters.truncate, 2);
+        // the racing commit (5 -> 2 frames) saw the restarted WAL; the next commit after a
+        // completed truncate is not a rewind, and wakes the thread again
+        assert_eq!(s.counters.rewinds, 1);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 2, 600), HookAction::Wake);
+        assert_eq!(s.counters.rewinds, 1);
+    }
+
+    #[test]
+    fn busy_backs_off_exponentially() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 5, 0);
+        let seq = s.counters.commits;
+        s.after_truncate(&c, Outcome::Busy, seq, 200, 0);
+        assert_eq!(s.retry_at_ms, 220);
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 210), (None, Some(220)));
+        s.after_truncate(&c, Outcome::Busy, seq, 220, 0);
+        assert_eq!(s.retry_at_ms, 260);
+        for _ in 0..10 {
+            s.after_truncate(&c, Outcome::Busy, seq, 1000, 0);
+        }
+        assert_eq!(s.retry_at_ms, 1000 + c.max_retry_ms);
+        assert_eq!(s.counters.busy_retries, 12);
+        s.after_truncate(&c, Outcome::Done { log: 5, ckpt: 5 }, seq, 2000, 0);
+        assert_eq!((s.backoff_ms, s.dirty), (0, false));
+    }
+
+    #[test]
+    fn pinned_wal_backs_off_and_warns_once_per_period() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 1000, 0);
+        assert_eq!(s.after_drain(&c, Outcome::Done { log: 1000, ckpt: 200 }, 0, 1, 0), None);
+        assert!(!s.queued);
+        s.on_commit(&c, Mode::Managed, 4100, 2);
+        assert!(s.queued);
+        // reader still there: no progress, large WAL -> warning, retry later
+        let w = s.after_drain(&c, Outcome::Done { log: 4100, ckpt: 200 }, 0, 3, 0);
+        assert!(w.unwrap().contains("3900 cannot be checkpointed"));
+        assert!(s.queued);
+        assert_eq!(s.pinned, 3900);
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 4), (None, Some(23)));
+        assert_eq!(s.after_drain(&c, Outcome::Done { log: 4100, ckpt: 200 }, 0, 23, 0), None);
+        assert_eq!(s.counters.pin_warnings, 1);
+        let w = s.after_drain(&c, Outcome::Done { log: 4100, ckpt: 200 }, 0, 3 + c.warn_every_ms, 0);
+        assert!(w.is_some());
+        // the reader left: progress clears the back-off
+        s.after_drain(&c, Outcome::Done { log: 4100, ckpt: 4100 }, 0, 20_000, 0);
+        assert_eq!((s.queued, s.backoff_ms, s.pinned), (false, 0, 0));
+    }
+}

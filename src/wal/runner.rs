@@ -1,0 +1,283 @@
+//! The checkpoint thread and the per-shard bookkeeping around `policy`.
+//!
+//! HOW IT WORKS. A process-wide registry holds one [`Slot`] per shard path that has at least one
+//! hooked connection in this process. A slot has the policy state (`policy::ShardWal`, behind a
+//! mutex that commits hold for a few instructions), the manager's own connection to the file,
+//! and a mutex held while that connection truncates the WAL.
+//!
+//! - The WAL hook (`ShardHook::on_commit`, committing thread): lock the state, ask the policy,
+//!   unlock; then either nothing, wake the thread (condvar), or run the inline PASSIVE checkpoint
+//!   the policy chose on the committing connection and report its outcome.
+//! - The thread (`run`, started by the first hooked connection, lives for the process): snapshot
+//!   the states, ask `policy::next_job`, run that job on the slot's connection (opened on demand
+//!   with READWRITE only, busy timeout 0, `synchronous=NORMAL`, so the checkpoint fsyncs the
+//!   database file here), report the outcome; with nothing to do, sleep until the earliest time
+//!   the policy named or until a hook wakes it.
+//! - Unregistering (`ShardHook` dropped after its connection closed): when the last connection
+//!   to a path goes, the slot leaves the registry and its manager connection is closed at once,
+//!   under the connection mutex, after any checkpoint in flight; a `retired` flag keeps the thread
+//!   from reopening it. So `DROP TABLE`, which closes the shard connections before removing the
+//!   files, never races with a manager connection of this process.
+//!
+//! Lock order: registry → slot connection → slot state; the hook takes only the slot state.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::policy::{self, Config, HookAction, Job, Outcome, ShardWal};
+use crate::ffi::api::{log, Connection, OPEN_READWRITE};
+use crate::ffi::walhook::{self, CheckpointMode, CheckpointResult, WalConn, WalObserver};
+use crate::json::string as json_str;
+
+struct ConnCell {
+    conn: Option<Connection>,
+    retired: bool,
+}
+
+struct Slot {
+    path: String,
+    regs: AtomicUsize,
+    state: Mutex<ShardWal>,
+    conn: Mutex<ConnCell>,
+    truncating: Mutex<()>,
+}
+
+struct Manager {
+    slots: Mutex<Vec<Arc<Slot>>>,
+    wake: Mutex<bool>,
+    cv: Condvar,
+    started: Once,
+}
+
+static MANAGER: Manager =
+    Manager { slots: Mutex::new(Vec::new()), wake: Mutex::new(false), cv: Condvar::new(), started: Once::new() };
+
+/// Number of TRUNCATE checkpoints running now (fast path of `wait_for_truncate`).
+static TRUNCATING: AtomicUsize = AtomicUsize::new(0);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn cfg() -> &'static Config {
+    static CFG: OnceLock<Config> = OnceLock::new();
+    CFG.get_or_init(Config::default)
+}
+
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn outcome(r: CheckpointResult) -> Outcome {
+    match r.rc & 0xff {
+        0 => Outcome::Done { log: r.log.max(0) as u32, ckpt: r.ckpt.max(0) as u32 },
+        5 | 6 => Outcome::Busy, // SQLITE_BUSY, SQLITE_LOCKED
+        _ => Outcome::Failed,
+    }
+}
+
+fn wake() {
+    *lock(&MANAGER.wake) = true;
+    MANAGER.cv.notify_one();
+}
+
+/// The WAL hook of one shard connection; unregisters its slot when dropped.
+struct ShardHook {
+    slot: Arc<Slot>,
+}
+
+impl WalObserver for ShardHook {
+    fn on_commit(&self, conn: &WalConn<'_>, frames: u32) {
+        let mode = super::mode();
+        let (action, rewinds) = {
+            let mut st = lock(&self.slot.state);
+            (st.on_commit(cfg(), mode, frames, now_ms()), st.counters.rewinds)
+        };
+        match action {
+            HookAction::Nothing => {}
+            HookAction::Wake => wake(),
+            HookAction::Tail | HookAction::Saturated => {
+                let t = Instant::now();
+                let r = outcome(conn.checkpoint(CheckpointMode::Passive));
+                let took = t.elapsed().as_micros() as u64;
+                lock(&self.slot.state).after_inline(action, r, rewinds, took, unix_ms());
+            }
+        }
+    }
+}
+
+impl Drop for ShardHook {
+    fn drop(&mut self) {
+        unregister(&self.slot);
+    }
+}
+
+/// Installs the WAL hook on `conn` and joins its file to the manager.
+pub fn attach(conn: &mut Connection) {
+    let slot = register(conn.path());
+    walhook::install(conn, Box::new(ShardHook { slot }));
+}
+
+fn register(path: &str) -> Arc<Slot> {
+    MANAGER.started.call_once(|| {
+        if let Err(e) = std::thread::Builder::new().name("shardvt-wal".into()).spawn(run) {
+            log(
+                28,
+                &format!(
+                    "sharded: cannot start the WAL checkpoint thread ({e}); shard WALs are checkpointed only at 8000 frames"
+                ),
+            );
+        }
+    });
+    let mut slots = lock(&MANAGER.slots);
+    if let Some(s) = slots.iter().find(|s| s.path == path) {
+        s.regs.fetch_add(1, Ordering::Relaxed);
+        return s.clone();
+    }
+    let s = Arc::new(Slot {
+        path: path.to_string(),
+        regs: AtomicUsize::new(1),
+        state: Mutex::new(ShardWal::default()),
+        conn: Mutex::new(ConnCell { conn: None, retired: false }),
+        truncating: Mutex::new(()),
+    });
+    slots.push(s.clone());
+    s
+}
+
+fn unregister(slot: &Arc<Slot>) {
+    {
+        let mut slots = lock(&MANAGER.slots);
+        if slot.regs.fetch_sub(1, Ordering::Relaxed) != 1 {
+            return;
+        }
+        slots.retain(|s| !Arc::ptr_eq(s, slot));
+    }
+    let mut cell = lock(&slot.conn);
+    cell.retired = true;
+    cell.conn = None;
+}
+
+pub fn wait_for_truncate(path: &str) {
+    if TRUNCATING.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let slot = lock(&MANAGER.slots).iter().find(|s| s.path == path).cloned();
+    if let Some(s) = slot {
+        drop(lock(&s.truncating));
+    }
+}
+
+/// Runs `f` on the slot's manager connection, opening it if needed (never creating the file).
+fn with_conn(slot: &Slot, f: impl FnOnce(&Connection) -> Outcome) -> Outcome {
+    let mut cell = lock(&slot.conn);
+    if cell.retired {
+        return Outcome::Failed;
+    }
+    if cell.conn.is_none() {
+        match Connection::open(&slot.path, OPEN_READWRITE) {
+            Ok(c) => {
+                c.busy_timeout(0);
+                if c.exec("PRAGMA synchronous=NORMAL").is_err() {
+                    return Outcome::Failed;
+                }
+                cell.conn = Some(c);
+            }
+            Err(_) => return Outcome::Failed,
+        }
+    }
+    lock(&slot.state).note_conn(now_ms());
+    f(cell.conn.as_ref().expect("opened above"))
+}
+
+fn execute(slot: &Slot, job: Job) {
+    let cfg = cfg();
+    match job {
+        Job::Close => {
+            let mut cell = lock(&slot.conn);
+            cell.conn = None;
+            lock(&slot.state).after_close();
+        }
+        Job::Drain => {
+            let rewinds = lock(&slot.state).counters.rewinds;
+            let r = with_conn(slot, |c| outcome(walhook::checkpoint(c, CheckpointMode::Passive)));
+            let warning = lock(&slot.state).after_drain(cfg, r, rewinds, now_ms(), unix_ms());
+            if let Some(w) = warning {
+                log(28, &format!("sharded: shard file {}: {w}", slot.path)); // SQLITE_WARNING
+            }
+        }
+        Job::Truncate => {
+            let commits = lock(&slot.state).counters.commits;
+            TRUNCATING.fetch_add(1, Ordering::AcqRel);
+            let r = {
+                let _gate = lock(&slot.truncating);
+                with_conn(slot, |c| outcome(walhook::checkpoint(c, CheckpointMode::Truncate)))
+            };
+            TRUNCATING.fetch_sub(1, Ordering::AcqRel);
+            lock(&slot.state).after_truncate(cfg, r, commits, now_ms(), unix_ms());
+        }
+    }
+}
+
+fn run() {
+    loop {
+        let slots: Vec<Arc<Slot>> = lock(&MANAGER.slots).clone();
+        let states: Vec<ShardWal> = slots.iter().map(|s| *lock(&s.state)).collect();
+        let (job, wake_at) = policy::next_job(cfg(), super::mode(), &states, now_ms());
+        if let Some((i, job)) = job {
+            let slot = slots[i].clone();
+            drop(slots);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(&slot, job)));
+            continue;
+        }
+        drop(slots);
+        let mut woken = lock(&MANAGER.wake);
+        if !*woken {
+            let ms = wake_at.map(|t| t.saturating_sub(now_ms())).unwrap_or(60_000).clamp(1, 60_000);
+            woken = MANAGER.cv.wait_timeout(woken, Duration::from_millis(ms)).map(|r| r.0).unwrap_or_else(|p| p.into_inner().0);
+        }
+        *woken = false;
+    }
+}
+
+pub fn stats_json(filter: Option<&str>) -> String {
+    let slots: Vec<Arc<Slot>> = lock(&MANAGER.slots).clone();
+    let mut items = Vec::new();
+    for s in slots.iter() {
+        if filter.is_some_and(|f| !s.path.contains(f)) {
+            continue;
+        }
+        let st = *lock(&s.state);
+        let wal_bytes = std::fs::metadata(format!("{}-wal", s.path)).map(|m| m.len()).unwrap_or(0);
+        let c = st.counters;
+        items.push(format!(
+            "{{\"path\":{},\"wal_bytes\":{wal_bytes},\"frames\":{},\"backfilled\":{},\"unbackfillable_frames\":{},\
+             \"connections\":{},\"commits\":{},\"checkpoints\":{{\"background\":{},\"tail\":{},\"inline\":{},\"truncate\":{}}},\
+             \"writer_checkpoint_us\":{},\"writer_checkpoint_max_us\":{},\"rewinds\":{},\"busy_retries\":{},\"pin_warnings\":{},\
+             \"last_checkpoint_ms\":{}}}",
+            json_str(&s.path),
+            st.frames,
+            st.backfilled,
+            st.pinned,
+            s.regs.load(Ordering::Relaxed),
+            c.commits,
+            c.background,
+            c.tail,
+            c.inline,
+            c.truncate,
+            c.writer_ckpt_us,
+            c.writer_ckpt_max_us,
+            c.rewinds,
+            c.busy_retries,
+            c.pin_warnings,
+            c.last_checkpoint_unix_ms.map(|t| t.to_string()).unwrap_or_else(|| "null".into()),
+        ));
+    }
+    format!("[{}]", items.join(","))
+}
