@@ -218,10 +218,30 @@ impl ShardedTable {
             group::join(self.host, self.self_addr, self.txlog_path.clone());
             self.joined = true;
         }
+        let held: Vec<u32> = self.conns.iter().filter(|(_, c)| c.txn_levels.is_some()).map(|(i, _)| i.0).collect();
         let c = self.conn(id)?;
         if in_txn {
             let fresh = c.txn_levels.is_none();
-            c.ensure_txn(depth)?;
+            c.ensure_txn(depth).map_err(|e| {
+                if e.code() & 0xff == crate::error::codes::BUSY && fresh {
+                    let path = c.conn.path().to_string();
+                    Error {
+                        message: format!(
+                            "sharded: shard {} ({path}) stayed locked by another writer for the busy timeout{}; \
+                             roll back and retry the transaction",
+                            id.0,
+                            if held.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" while this transaction holds shards {held:?} (two writers may be waiting for each other)")
+                            }
+                        ),
+                        ..e
+                    }
+                } else {
+                    e
+                }
+            })?;
             if fresh {
                 self.catch_up_shard(id)?;
             }
