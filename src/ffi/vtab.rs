@@ -312,7 +312,8 @@ unsafe fn connect_impl<T: VTab>(
     }
 }
 
-unsafe extern "C" fn x_create<T: VTab>(
+/// xCreate (`CREATE = true`) and xConnect (`false`): one trampoline, two instantiations.
+unsafe extern "C" fn x_create_or_connect<T: VTab, const CREATE: bool>(
     db: *mut sys::sqlite3,
     _aux: *mut c_void,
     argc: c_int,
@@ -320,18 +321,7 @@ unsafe extern "C" fn x_create<T: VTab>(
     pp: *mut *mut sys::sqlite3_vtab,
     err: *mut *mut c_char,
 ) -> c_int {
-    connect_impl::<T>(db, argc, argv, pp, err, true)
-}
-
-unsafe extern "C" fn x_connect<T: VTab>(
-    db: *mut sys::sqlite3,
-    _aux: *mut c_void,
-    argc: c_int,
-    argv: *const *const c_char,
-    pp: *mut *mut sys::sqlite3_vtab,
-    err: *mut *mut c_char,
-) -> c_int {
-    connect_impl::<T>(db, argc, argv, pp, err, false)
+    connect_impl::<T>(db, argc, argv, pp, err, CREATE)
 }
 
 unsafe extern "C" fn x_best_index<T: VTab>(vtab: *mut sys::sqlite3_vtab, info: *mut sys::sqlite3_index_info) -> c_int {
@@ -493,10 +483,10 @@ pub fn register_module<T: VTab>(db: HostDb, name: &str, kind: ModuleKind, writab
     let m = sys::sqlite3_module {
         iVersion: 3,
         xCreate: match kind {
-            ModuleKind::Regular => Some(x_create::<T>),
+            ModuleKind::Regular => Some(x_create_or_connect::<T, true>),
             ModuleKind::EponymousOnly => None,
         },
-        xConnect: Some(x_connect::<T>),
+        xConnect: Some(x_create_or_connect::<T, false>),
         xBestIndex: Some(x_best_index::<T>),
         xDisconnect: Some(x_disconnect::<T>),
         xDestroy: Some(x_destroy::<T>),

@@ -51,6 +51,9 @@ import time
 
 import apsw
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import common  # noqa: E402  (tests/crash/common.py)
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SO_PATH = REPO_ROOT / "libshardvt.so"
 
@@ -71,15 +74,7 @@ BOGUS_TID_OFFSET = 500_000  # tids inserted only inside rolled-back savepoints /
 
 
 def connect(path, load=True, readonly=False):
-    if readonly:
-        conn = apsw.Connection(f"file:{path}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
-    else:
-        conn = apsw.Connection(str(path))
-    if load:
-        conn.enable_load_extension(True)
-        conn.load_extension(os.environ.get("SHARDVT_CRASH_SO", str(SO_PATH)))
-    conn.setbusytimeout(5000)
-    return conn
+    return common.connect(path, load=load, readonly=readonly, busy_ms=5000)
 
 
 # ---------------------------------------------------------------------------------------------
