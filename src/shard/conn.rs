@@ -182,10 +182,19 @@ impl ShardConn {
     /// Savepoint names: `s0` is opened right after BEGIN and stands for the transaction start
     /// (SQLite's level -1, used by `ROLLBACK TO` a transaction-opening SAVEPOINT); SQLite's
     /// level n is shard savepoint `s{n+1}`. `txn_levels = Some(k)` means s0..=s{k} are open.
-    pub fn ensure_txn(&mut self, depth: u32) -> Result<()> {
+    /// With `wait` false, a shard locked by another writer fails at once with SQLITE_BUSY
+    /// instead of waiting for the busy timeout (see `ShardedTable::write_conn`: lock order).
+    pub fn ensure_txn(&mut self, depth: u32, wait: bool) -> Result<()> {
         if self.txn_levels.is_none() {
             crate::wal::before_write(self.conn.path()); // waits out this process's WAL truncate
-            self.exec("BEGIN IMMEDIATE; SAVEPOINT s0;")?;
+            if !wait {
+                self.conn.busy_timeout(0);
+            }
+            let r = self.exec("BEGIN IMMEDIATE; SAVEPOINT s0;");
+            if !wait {
+                self.conn.busy_timeout(BUSY_TIMEOUT_MS);
+            }
+            r?;
             self.txn_levels = Some(0);
         }
         self.open_savepoints(depth)

@@ -222,23 +222,27 @@ impl ShardedTable {
             self.joined = true;
         }
         let held: Vec<u32> = self.conns.iter().filter(|(_, c)| c.txn_levels.is_some()).map(|(i, _)| i.0).collect();
+        // Deadlock freedom: a transaction waits for a shard's lock only if that shard's number is
+        // above every shard it already holds (waits in ascending order cannot form a cycle). A
+        // lower-numbered shard that is busy fails the statement at once with SQLITE_BUSY, as
+        // SQLite itself does when waiting could deadlock; the application retries.
+        let wait = held.iter().all(|&h| h < id.0);
         let c = self.conn(id)?;
         if in_txn {
             let fresh = c.txn_levels.is_none();
-            c.ensure_txn(depth).map_err(|e| {
+            c.ensure_txn(depth, wait).map_err(|e| {
                 if e.code() & 0xff == crate::error::codes::BUSY && fresh {
                     let path = c.conn.path().to_string();
+                    let why = if wait {
+                        "stayed locked by another writer for the busy timeout".to_string()
+                    } else {
+                        format!(
+                            "is locked by another writer while this transaction holds higher-numbered shards {held:?}; \
+                             waiting could deadlock"
+                        )
+                    };
                     Error {
-                        message: format!(
-                            "sharded: shard {} ({path}) stayed locked by another writer for the busy timeout{}; \
-                             roll back and retry the transaction",
-                            id.0,
-                            if held.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" while this transaction holds shards {held:?} (two writers may be waiting for each other)")
-                            }
-                        ),
+                        message: format!("sharded: shard {} ({path}) {why}; roll back and retry the transaction", id.0),
                         ..e
                     }
                 } else {

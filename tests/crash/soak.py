@@ -51,6 +51,19 @@ def connect(path, load=True, readonly=False):
     return common.connect(path, load=load, readonly=readonly, busy_ms=10000)
 
 
+def connect_table(db):
+    """The connection a writer or reader uses: the shared host database, or with --attach a
+    private in-memory host attached to the shard folder (no host write lock shared between
+    processes, so writers really run in parallel and lock-order conflicts can happen)."""
+    if not os.environ.get("SHARDVT_SOAK_ATTACH"):
+        return connect(db)
+    conn = connect(":memory:")
+    folder = pathlib.Path(db).parent / "kv.shards"
+    conn.execute(DDL.replace("CREATE VIRTUAL TABLE kv", "CREATE VIRTUAL TABLE temp.kv")
+                 .replace("dir='kv.shards'", f"dir='{folder}', attach=on"))
+    return conn
+
+
 RECOVERED = []  # SQLite log messages "sharded: recovered multi-shard transaction ..." in this process
 
 
@@ -66,7 +79,7 @@ def capture_sqlite_log():
 def writer(db, proc, seed, seconds):
     capture_sqlite_log()
     rng = random.Random(seed)
-    conn = connect(db)
+    conn = connect_table(db)
     base = (proc + 1) * ID_SPAN
     next_id = base + 1
     exp = {}  # id -> (k, v)
@@ -132,7 +145,7 @@ def writer(db, proc, seed, seconds):
 
 def reader(db, procs, seconds):
     capture_sqlite_log()
-    conn = connect(db)
+    conn = connect_table(db)
     st = {"scans": 0, "rows": 0, "anomalies": 0, "busy": 0, "violations": [], "errors": []}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -174,6 +187,8 @@ def main():
     ap.add_argument("--host-journal", choices=("wal", "delete"), default="wal",
                     help="journal mode of the host database file (default wal; with delete, a reader "
                          "and a multi-shard commit can deadlock until the 5 s shard busy timeout)")
+    ap.add_argument("--attach", action="store_true",
+                    help="each process uses a private :memory: host database with attach=on")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--child", choices=("writer", "reader"), help=argparse.SUPPRESS)
@@ -196,6 +211,8 @@ def main():
     (tmp / "ext").mkdir()
     shutil.copy2(SO_PATH, tmp / "ext" / SO_PATH.name)
     os.environ["SHARDVT_CRASH_SO"] = str(tmp / "ext" / SO_PATH.name)
+    if args.attach:
+        os.environ["SHARDVT_SOAK_ATTACH"] = "1"  # inherited by the children
     conn = connect(db)
     conn.execute(f"PRAGMA journal_mode={args.host_journal}")  # WAL persists in the file
     conn.execute(DDL)
