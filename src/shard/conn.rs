@@ -35,6 +35,8 @@ pub struct ShardConn {
 }
 
 const CACHE_PER_SQL: usize = 4;
+/// How long a shard taken out of ascending order may be waited for (milliseconds).
+pub const OUT_OF_ORDER_WAIT_MS: i32 = 250;
 
 pub fn index_sql(e: &IndexEntry) -> String {
     format!(
@@ -182,13 +184,15 @@ impl ShardConn {
     /// Savepoint names: `s0` is opened right after BEGIN and stands for the transaction start
     /// (SQLite's level -1, used by `ROLLBACK TO` a transaction-opening SAVEPOINT); SQLite's
     /// level n is shard savepoint `s{n+1}`. `txn_levels = Some(k)` means s0..=s{k} are open.
-    /// With `wait` false, a shard locked by another writer fails at once with SQLITE_BUSY
-    /// instead of waiting for the busy timeout (see `ShardedTable::write_conn`: lock order).
+    /// With `wait` false, a shard locked by another writer is waited for only
+    /// [`OUT_OF_ORDER_WAIT_MS`] (brief holders: an outbox export, recovery, a checkpoint), then
+    /// fails with SQLITE_BUSY instead of waiting the full busy timeout (see
+    /// `ShardedTable::write_conn`: lock order).
     pub fn ensure_txn(&mut self, depth: u32, wait: bool) -> Result<()> {
         if self.txn_levels.is_none() {
             crate::wal::before_write(self.conn.path()); // waits out this process's WAL truncate
             if !wait {
-                self.conn.busy_timeout(0);
+                self.conn.busy_timeout(OUT_OF_ORDER_WAIT_MS);
             }
             let r = self.exec("BEGIN IMMEDIATE; SAVEPOINT s0;");
             if !wait {

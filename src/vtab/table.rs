@@ -222,10 +222,11 @@ impl ShardedTable {
             self.joined = true;
         }
         let held: Vec<u32> = self.conns.iter().filter(|(_, c)| c.txn_levels.is_some()).map(|(i, _)| i.0).collect();
-        // Deadlock freedom: a transaction waits for a shard's lock only if that shard's number is
-        // above every shard it already holds (waits in ascending order cannot form a cycle). A
-        // lower-numbered shard that is busy fails the statement at once with SQLITE_BUSY, as
-        // SQLite itself does when waiting could deadlock; the application retries.
+        // Deadlock freedom: a transaction waits the busy timeout for a shard's lock only if that
+        // shard's number is above every shard it already holds (waits in ascending order cannot
+        // form a cycle). A lower-numbered shard is waited for only briefly (brief holders such as
+        // an export or a recovery), then the statement fails with SQLITE_BUSY, as SQLite itself
+        // does when waiting could deadlock; the application retries.
         let wait = held.iter().all(|&h| h < id.0);
         let c = self.conn(id)?;
         if in_txn {
@@ -238,7 +239,7 @@ impl ShardedTable {
                     } else {
                         format!(
                             "is locked by another writer while this transaction holds higher-numbered shards {held:?}; \
-                             waiting could deadlock"
+                             waiting longer could deadlock"
                         )
                     };
                     Error {

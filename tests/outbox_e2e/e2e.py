@@ -55,30 +55,43 @@ def writer(db, so, seed):
     n = 0
     while time.monotonic() < deadline:
         n += 1
-        conn.execute("BEGIN")
-        for _ in range(rnd.randint(1, 5)):
-            rid = rnd.randint(1, IDS)
-            cust = f"cust-{rnd.randint(0, 60)}"
-            r = rnd.random()
-            if r < 0.35:
-                conn.execute(
-                    f"INSERT OR REPLACE INTO {TABLE}(id, customer, amount, payload, qty) VALUES (?, ?, ?, ?, ?)",
-                    (rid, cust, rnd.random() * 1000, bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 8))), n),
-                )
-            elif r < 0.45:
-                conn.execute(f"INSERT OR IGNORE INTO {TABLE}(id, customer, qty) VALUES (?, ?, ?)", (rid, cust, n))
-            elif r < 0.65:
-                conn.execute(f"UPDATE {TABLE} SET qty = coalesce(qty, 0) + 1, note = ? WHERE id = ?", (f"w{seed}-{n}", rid))
-            elif r < 0.8:
-                conn.execute(f"UPDATE {TABLE} SET customer = ?, amount = amount / 3 WHERE id = ?", (cust, rid))  # moves
-            elif r < 0.9:
-                conn.execute("SAVEPOINT sp")
-                conn.execute(f"DELETE FROM {TABLE} WHERE id = ?", (rid,))
-                conn.execute("ROLLBACK TO sp" if rnd.random() < 0.5 else "RELEASE sp")
-            else:
-                conn.execute(f"DELETE FROM {TABLE} WHERE id = ?", (rid,))
-        conn.execute("ROLLBACK" if rnd.random() < 0.1 else "COMMIT")
+        try:
+            write_one(conn, rnd, seed, n)
+        except apsw.BusyError:
+            # SQLITE_BUSY (a lock-order conflict with another writer, see README "Many
+            # connections"): roll back and retry, as any SQLite application does.
+            try:
+                conn.execute("ROLLBACK")
+            except apsw.Error:
+                pass
     conn.close()
+
+
+def write_one(conn, rnd, seed, n):
+    """One random transaction of a writer."""
+    conn.execute("BEGIN")
+    for _ in range(rnd.randint(1, 5)):
+        rid = rnd.randint(1, IDS)
+        cust = f"cust-{rnd.randint(0, 60)}"
+        r = rnd.random()
+        if r < 0.35:
+            conn.execute(
+                f"INSERT OR REPLACE INTO {TABLE}(id, customer, amount, payload, qty) VALUES (?, ?, ?, ?, ?)",
+                (rid, cust, rnd.random() * 1000, bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 8))), n),
+            )
+        elif r < 0.45:
+            conn.execute(f"INSERT OR IGNORE INTO {TABLE}(id, customer, qty) VALUES (?, ?, ?)", (rid, cust, n))
+        elif r < 0.65:
+            conn.execute(f"UPDATE {TABLE} SET qty = coalesce(qty, 0) + 1, note = ? WHERE id = ?", (f"w{seed}-{n}", rid))
+        elif r < 0.8:
+            conn.execute(f"UPDATE {TABLE} SET customer = ?, amount = amount / 3 WHERE id = ?", (cust, rid))  # moves
+        elif r < 0.9:
+            conn.execute("SAVEPOINT sp")
+            conn.execute(f"DELETE FROM {TABLE} WHERE id = ?", (rid,))
+            conn.execute("ROLLBACK TO sp" if rnd.random() < 0.5 else "RELEASE sp")
+        else:
+            conn.execute(f"DELETE FROM {TABLE} WHERE id = ?", (rid,))
+    conn.execute("ROLLBACK" if rnd.random() < 0.1 else "COMMIT")
 
 
 def run_consumer(db, so, pg, crash=None, kill_after=None, follow=True):

@@ -29,7 +29,7 @@ def test_opposite_lock_order_fails_fast_instead_of_deadlocking(so_path, tmp):
         a.execute("INSERT INTO t(k, v) VALUES (?, 3)", (key[0],))  # a needs shard 0 < 1: no waiting
     assert time.monotonic() - t0 < 1.0, "waited instead of failing fast"
     msg = str(e.value)
-    assert "shard 0" in msg and "waiting could deadlock" in msg and "retry" in msg, msg
+    assert "shard 0" in msg and "waiting longer could deadlock" in msg and "retry" in msg, msg
     a.execute("ROLLBACK")
     b.execute("INSERT INTO t(k, v) VALUES (?, 4)", (key[1],))   # b may now take shard 1 (ascending)
     b.execute("COMMIT")
