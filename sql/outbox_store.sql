@@ -1,5 +1,6 @@
 -- <dir>/outbox.db of a table created with outbox=on (see ARCHITECTURE.md §8).
--- The commit clock: csn = max(previous + 1, unix time in microseconds), allocated at COMMIT.
+-- The commit clock of versions before 0.3 (now <dir>/outbox.clock, see src/outbox/clock.rs):
+-- no longer written; read once, as a floor, when the clock file is opened.
 CREATE TABLE IF NOT EXISTS clock(
   id  INTEGER PRIMARY KEY CHECK (id = 1),
   csn INTEGER NOT NULL

@@ -22,6 +22,8 @@
 //! |               |          |                                  | (DROP TABLE then keeps the files)    |
 //! | outbox        | both     | off                              | `on`: record every committed change  |
 //! |               |          |                                  | in a transactional outbox (`outbox`) |
+//! | outbox_retention | both  | 0                                | keep acknowledged changes this long  |
+//! |               |          |                                  | (`'90s'`,`'15m'`,`'36h'`,`'7d'`, secs)|
 //!
 //! Invariants: the result names an existing column as key; hash-only and prefix-only options are
 //! never mixed; a prefix table has `prefix_sep` or `prefix_len`.
@@ -30,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::value::{affinity_of, Affinity};
 
 pub const OPTION_NAMES: &[&str] =
-    &["shard_key", "strategy", "shards", "buckets", "prefix_sep", "prefix_depth", "prefix_len", "dir", "outbox", "attach"];
+    &["shard_key", "strategy", "shards", "buckets", "prefix_sep", "prefix_depth", "prefix_len", "dir", "outbox", "outbox_retention", "attach"];
 pub const MAX_SHARDS: u32 = 1024;
 pub const MAX_BUCKETS: u32 = 65536;
 pub const DEFAULT_SHARDS: u32 = 4;
@@ -65,6 +67,9 @@ pub struct TableConfig {
     pub dir: Option<String>,
     /// `outbox=on`: committed changes are also recorded in each shard's outbox (see `outbox`).
     pub outbox: bool,
+    /// `outbox_retention=<duration>`: seconds an acknowledged change is kept (counted from its
+    /// commit) before a purge may delete it; 0 (default): purged once every consumer passed it.
+    pub outbox_retention: u64,
     /// `attach=on`: CREATE connects to the existing table in `dir` (made by another database
     /// or connection) instead of creating one; DROP TABLE then leaves the files in place.
     pub attach: bool,
@@ -524,6 +529,19 @@ pub fn parse(args: &[&str]) -> Result<TableConfig> {
             return Err(Error::config(format!("sharded: option outbox={other} is not valid (expected on or off)")))
         }
     };
+    let outbox_retention = match get("outbox_retention").map(|v| unquote(&v)) {
+        None => 0,
+        Some(v) => {
+            if !outbox {
+                return Err(Error::config("sharded: outbox_retention needs outbox=on"));
+            }
+            parse_duration(&v).ok_or_else(|| {
+                Error::config(format!(
+                    "sharded: option outbox_retention={v} is not valid (expected seconds such as 3600, or a quoted duration such as '90s', '15m', '36h', '7d'; at most 100 years)"
+                ))
+            })?
+        }
+    };
     let attach = match get("attach").map(|v| unquote(&v).to_ascii_lowercase()).as_deref() {
         None | Some("off") => false,
         Some("on") => true,
@@ -534,7 +552,28 @@ pub fn parse(args: &[&str]) -> Result<TableConfig> {
     if attach && dir.is_none() {
         return Err(Error::config("sharded: attach=on needs dir= (the folder of the existing table)"));
     }
-    Ok(TableConfig { columns, table_constraints, key_column, strategy, dir, outbox, attach })
+    Ok(TableConfig { columns, table_constraints, key_column, strategy, dir, outbox, outbox_retention, attach })
+}
+
+/// `<n>` seconds or `<n>s|m|h|d` (case-insensitive), at most 100 years.
+pub fn parse_duration(v: &str) -> Option<u64> {
+    let v = v.trim().to_ascii_lowercase();
+    let (num, unit) = match v.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&v[..i], c),
+        _ => (&v[..], 's'),
+    };
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = num.parse::<u64>().ok()?.checked_mul(mult)?;
+    (secs <= 100 * 365 * 86_400).then_some(secs)
 }
 
 #[cfg(test)]
@@ -613,6 +652,20 @@ mod tests {
         assert!(p(&["a", "shard_key=a", "attach=on", "dir='/x'"]).unwrap().attach);
         assert!(p(&["a", "shard_key=a", "attach=on"]).unwrap_err().message.contains("needs dir"));
         assert!(p(&["a", "shard_key=a", "attach=maybe", "dir=x"]).is_err());
+    }
+
+    #[test]
+    fn outbox_retention_option() {
+        assert_eq!(p(&["a", "shard_key=a", "outbox=on"]).unwrap().outbox_retention, 0);
+        assert_eq!(p(&["a", "shard_key=a", "outbox=on", "outbox_retention=7d"]).unwrap().outbox_retention, 7 * 86_400);
+        assert_eq!(p(&["a", "shard_key=a", "outbox=on", "outbox_retention='90S'"]).unwrap().outbox_retention, 90);
+        assert_eq!(p(&["a", "shard_key=a", "outbox=on", "outbox_retention=3600"]).unwrap().outbox_retention, 3600);
+        assert_eq!(p(&["a", "shard_key=a", "outbox=on", "outbox_retention=15m"]).unwrap().outbox_retention, 900);
+        assert!(p(&["a", "shard_key=a", "outbox_retention=1h"]).unwrap_err().message.contains("needs outbox=on"));
+        for bad in ["-1", "1w", "h", "1.5h", "", "99999999999d", "1 h"] {
+            let e = p(&["a", "shard_key=a", "outbox=on", &format!("outbox_retention={bad}")]).unwrap_err();
+            assert!(e.message.contains("outbox_retention"), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | `shardvt_outbox_export(table, consumer, max_changes)` | scalar | direct-only (writes outbox.db) |
 //! | `shardvt_outbox_ack(table, consumer, cursor)` | scalar | direct-only (writes outbox.db, purges) |
 //! | `shardvt_outbox_stats(table)` | scalar | direct-only (opens files) |
+//! | `shardvt_outbox_drop_consumer(table, consumer)` | scalar | direct-only (writes outbox.db, purges) |
 //! | `shardvt_aggregate(sql)` | scalar | direct-only (runs the query) |
 //! | `shardvt_io_stats([path filter])` | scalar | direct-only (process-wide I/O counters) |
 //! | `shardvt_fault(spec)` | scalar | direct-only (injects I/O faults process-wide) |
@@ -48,6 +49,7 @@ pub fn register(db: HostDb) -> Result<()> {
     register_scalar(db, "shardvt_outbox_export", 3, DIRECTONLY, f::outbox::shardvt_outbox_export)?;
     register_scalar(db, "shardvt_outbox_ack", 3, DIRECTONLY, f::outbox::shardvt_outbox_ack)?;
     register_scalar(db, "shardvt_outbox_stats", 1, DIRECTONLY, f::outbox::shardvt_outbox_stats)?;
+    register_scalar(db, "shardvt_outbox_drop_consumer", 2, DIRECTONLY, f::outbox::shardvt_outbox_drop_consumer)?;
     register_scalar(db, "shardvt_aggregate", 1, DIRECTONLY, agg_tvf::shardvt_aggregate)?;
     register_scalar(db, "shardvt_io_stats", 0, DIRECTONLY, f::shardvt_io_stats)?;
     register_scalar(db, "shardvt_io_stats", 1, DIRECTONLY, f::shardvt_io_stats)?;

@@ -5,6 +5,7 @@
 //! - `func`: scalar-function trampolines.
 //! - `vfs`: the `shardvt` pass-through VFS (statistics and fault injection hooks).
 //! - `walhook`: `sqlite3_wal_hook` trampoline and `sqlite3_wal_checkpoint_v2` for `crate::wal`.
+//! - `shm`: a shared memory mapping of a small file (the outbox commit clock).
 //! - `init`: `sqlite3_shardvt_init`, which installs the routines and calls `entry::register`.
 //!
 //! Every trampoline catches panics; see `vtab::guarded`.
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod func;
 pub mod init;
+pub mod shm;
 pub mod vfs;
 pub mod vtab;
 pub mod walhook;

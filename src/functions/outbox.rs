@@ -4,9 +4,10 @@
 //! |---|---|
 //! | `shardvt_outbox_export(table, consumer, max_changes)` | JSON array of change envelopes after the consumer's position |
 //! | `shardvt_outbox_ack(table, consumer, cursor)` | the consumer's cursor after moving it to `cursor` |
-//! | `shardvt_outbox_stats(table)` | JSON: retained changes, clock, per-consumer cursor and lag |
+//! | `shardvt_outbox_stats(table)` | JSON: retained changes, retention, clock, per-consumer cursor and lag |
+//! | `shardvt_outbox_drop_consumer(table, consumer)` | 1 if the consumer existed (now forgotten), else 0 |
 //!
-//! All three are DIRECTONLY: they open files, and export/ack write (consumer registration,
+//! All are DIRECTONLY: they open files, and export/ack/drop write (consumer registration,
 //! positions, purge).
 
 use crate::error::{Error, Result};
@@ -44,4 +45,11 @@ pub fn shardvt_outbox_ack(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Valu
 pub fn shardvt_outbox_stats(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
     let table = text(args, 0, "shardvt_outbox_stats", "table")?;
     with_table(ctx.db(), &table, |t| t.outbox_stats()).map(|s| Value::text(&s))
+}
+
+pub fn shardvt_outbox_drop_consumer(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    const F: &str = "shardvt_outbox_drop_consumer";
+    let table = text(args, 0, F, "table")?;
+    let consumer = text(args, 1, F, "consumer")?;
+    with_table(ctx.db(), &table, |t| t.outbox_drop_consumer(&consumer)).map(Value::Integer)
 }

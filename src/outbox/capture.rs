@@ -118,6 +118,8 @@ pub struct Capture {
     /// lacks them: the "no such table" retry re-creates them)
     gone_ready: HashSet<ShardId>,
     pub store: Store,
+    /// `outbox_retention`: seconds an acknowledged change is kept before a purge may delete it
+    pub retention_secs: u64,
 }
 
 impl Capture {
@@ -149,6 +151,7 @@ impl Capture {
             sealed: Vec::new(),
             gone_ready: HashSet::new(),
             store: Store::default(),
+            retention_secs: cfg.outbox_retention,
         }
     }
 

@@ -40,6 +40,7 @@
 //! concurrent exporters sharing one consumer name (each name belongs to one process at a time).
 
 pub mod capture;
+pub mod clock;
 pub mod envelope;
 pub mod feed;
 pub mod store;

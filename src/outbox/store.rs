@@ -1,31 +1,34 @@
-//! `<dir>/outbox.db`: the table-wide commit clock and the consumers' positions
-//! (schema in `sql/outbox_store.sql`).
+//! `<dir>/outbox.db`: the consumers' positions (schema in `sql/outbox_store.sql`), and the
+//! table-wide commit clock (`clock`, `<dir>/outbox.clock`).
 //!
 //! - Clock: every host transaction that wrote outbox rows takes one commit sequence number (csn)
 //!   in xSync, while it still holds the write locks of all its shards:
-//!   `csn = max(previous csn + 1, unix time in µs)` in one autocommit UPSERT. The time term keeps
-//!   csns increasing even if a power loss dropped the last clock update (the file runs
-//!   `synchronous=NORMAL`, like the shards) and makes a csn readable as a time.
+//!   `csn = max(previous csn + 1, unix time in µs)`, an atomic compare-and-swap on a counter
+//!   shared by every process (`clock`). The time term keeps csns increasing even if a power loss
+//!   rolled the counter back, and makes a csn readable as a time. When the clock is opened its
+//!   counter is raised to every consumer's position and to the `clock` table of older versions.
 //! - Consumers: `(name, csn, tn)` = the last acknowledged position. Acks run with
 //!   `synchronous=FULL` (an acknowledged position survives a power loss). Positions only move
-//!   forward.
+//!   forward. `drop_consumer` forgets one.
 //!
-//! The file is opened lazily (`conn`) and created on first use inside the table's existing
-//! folder; `close` lets ALTER TABLE RENAME move the folder.
+//! Both files are opened lazily and created on first use inside the table's existing folder;
+//! `close` lets ALTER TABLE RENAME move the folder.
 
 use std::path::Path;
 
 use crate::error::Result;
-use crate::ffi::api::{Connection, Statement, OPEN_CREATE, OPEN_READWRITE};
+use crate::ffi::api::{Connection, OPEN_CREATE, OPEN_READWRITE};
 use crate::shard::BUSY_TIMEOUT_MS;
 use crate::value::Value;
 
+use super::clock::{Clock, CLOCK_FILE};
 use super::envelope::Position;
 
 pub const OUTBOX_FILE: &str = "outbox.db";
 const SCHEMA: &str = include_str!("../../sql/outbox_store.sql");
-const NEXT_CSN: &str =
-    "INSERT INTO clock(id, csn) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET csn = max(csn + 1, excluded.csn) RETURNING csn";
+/// The floor of a newly opened clock: the clock row of older versions, every consumer's position.
+const CLOCK_FLOOR: &str =
+    "SELECT max(coalesce((SELECT max(csn) FROM clock), 0), coalesce((SELECT max(csn) FROM consumers), 0))";
 
 /// A registered consumer as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,8 +41,7 @@ pub struct Consumer {
 
 #[derive(Default)]
 pub struct Store {
-    /// cached clock statement (declared before `conn`: statements drop first)
-    next_csn: Option<Statement>,
+    clock: Option<Clock>,
     conn: Option<Connection>,
 }
 
@@ -57,6 +59,7 @@ impl Store {
         for ext in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(dir.join(format!("{OUTBOX_FILE}{ext}")));
         }
+        let _ = std::fs::remove_file(dir.join(CLOCK_FILE));
     }
 
     fn conn(&mut self, dir: &Path) -> Result<&Connection> {
@@ -73,27 +76,39 @@ impl Store {
 
     /// Closes the file (it is reopened on next use, possibly in a moved folder).
     pub fn close(&mut self) {
-        self.next_csn = None;
+        self.clock = None;
         self.conn = None;
+    }
+
+    fn clock_of(&mut self, dir: &Path) -> Result<&Clock> {
+        if self.clock.is_none() {
+            let mut st = self.conn(dir)?.prepare(CLOCK_FLOOR)?;
+            st.step()?;
+            let floor = st.column_i64(0);
+            drop(st);
+            self.clock = Some(Clock::open(dir, floor)?);
+        }
+        Ok(self.clock.as_ref().unwrap())
     }
 
     /// Allocates the next commit sequence number.
     pub fn next_csn(&mut self, dir: &Path) -> Result<i64> {
-        if self.next_csn.is_none() {
-            let st = self.conn(dir)?.prepare(NEXT_CSN)?;
-            self.next_csn = Some(st);
-        }
-        let st = self.next_csn.as_mut().unwrap();
-        let r = st.bind_i64(1, now_micros()).and_then(|_| st.step()).map(|_| st.column_i64(0));
-        st.reset();
-        r
+        Ok(self.clock_of(dir)?.next(now_micros()))
     }
 
     /// The last allocated csn (0 before the first commit).
     pub fn clock(&mut self, dir: &Path) -> Result<i64> {
-        let mut st = self.conn(dir)?.prepare("SELECT coalesce(max(csn), 0) FROM clock")?;
+        Ok(self.clock_of(dir)?.current())
+    }
+
+    /// Forgets a consumer (its position no longer holds changes back). Returns whether it existed.
+    pub fn drop_consumer(&mut self, dir: &Path, name: &str) -> Result<bool> {
+        let conn = self.conn(dir)?;
+        let mut st = conn.prepare("DELETE FROM consumers WHERE name = ?1")?;
+        st.bind(1, &Value::text(name))?;
         st.step()?;
-        Ok(st.column_i64(0))
+        drop(st);
+        Ok(conn.changes() > 0)
     }
 
     pub fn consumers(&mut self, dir: &Path) -> Result<Vec<Consumer>> {

@@ -215,7 +215,7 @@ def test_cursor_ack_purge_and_repeat(t):
     assert [c["after"]["id"] for c in export(t)] == [11]
     # functions that write are direct-only
     flags = dict(rows(t, "SELECT name, flags FROM pragma_function_list WHERE name LIKE 'shardvt_outbox%'"))
-    assert len(flags) == 3 and all(f & 0x080000 for f in flags.values())
+    assert len(flags) == 4 and all(f & 0x080000 for f in flags.values())
 
 
 def test_consumers_keep_their_own_cursor_and_purge_waits_for_all(t):
@@ -233,6 +233,75 @@ def test_consumers_keep_their_own_cursor_and_purge_waits_for_all(t):
     assert stats(t)["retained"] == 4
     assert [c["after"]["id"] for c in export(t, "b")] == [4, 5, 6, 7]
     assert [c["after"]["id"] for c in export(t, "a")] == [7]
+
+
+def test_drop_consumer_releases_its_changes(t):
+    for i in range(5):
+        t.execute("INSERT INTO t(id, k) VALUES (?, ?)", (i + 1, f"k{i}"))
+    a, b = export(t, "a"), export(t, "slow")
+    ack(t, a[-1]["cursor"], "a")
+    assert stats(t)["retained"] == 5  # "slow" never acks: kept for it
+    drop = lambda name: t.execute("SELECT shardvt_outbox_drop_consumer('t', ?)", (name,)).fetchall()[0][0]
+    assert drop("slow") == 1
+    s = stats(t)
+    assert [c["name"] for c in s["consumers"]] == ["a"] and s["retained"] == 0  # purged at once
+    assert drop("slow") == 0  # unknown consumer: nothing to do
+    assert export(t, "a") == []
+    t.execute("INSERT INTO t(id, k) VALUES (6, 'x')")
+    assert [c["after"]["id"] for c in export(t, "slow")] == [6]  # a new consumer of that name starts over
+    with pytest.raises(apsw.SQLError, match="argument 2 \\(consumer\\) must not be NULL"):
+        t.execute("SELECT shardvt_outbox_drop_consumer('t', NULL)")
+    with pytest.raises(apsw.SQLError, match="no such|not a sharded|unknown"):
+        t.execute("SELECT shardvt_outbox_drop_consumer('nope', 'a')")
+
+
+def test_retention_keeps_acknowledged_changes(connect, tmp):
+    c = connect(tmp / "r.db")
+    c.execute(DDL.replace("outbox=on)", "outbox=on, outbox_retention='2s')"))
+    for i in range(4):
+        c.execute("INSERT INTO t(id, k) VALUES (?, ?)", (i + 1, f"k{i}"))
+    ch = export(c, "a")
+    ack(c, ch[-1]["cursor"], "a")
+    s = stats(c)
+    assert s["retained"] == 4 and s["retention_s"] == 2 and s["consumers"][0]["lag"] == 0
+    # a consumer that joins within the retention window still sees them (replay)
+    assert [x["after"]["id"] for x in export(c, "late")] == [1, 2, 3, 4]
+    ack(c, ch[1]["cursor"], "late")
+    time.sleep(2.2)
+    c.execute("INSERT INTO t(id, k) VALUES (5, 'k5')")
+    ack(c, ch[-1]["cursor"], "late")  # purge: acknowledged by all AND older than 2 s
+    assert stats(c)["retained"] == 1
+    assert [x["after"]["id"] for x in export(c, "a")] == [5]
+    # bad values are refused in SQLite's voice
+    for bad, msg in [("outbox_retention='1w'", "outbox_retention=1w is not valid"), ("outbox_retention=-5", "not valid")]:
+        with pytest.raises(apsw.SQLError, match=msg):
+            c.execute(DDL.replace("CREATE VIRTUAL TABLE t", "CREATE VIRTUAL TABLE t2").replace("outbox=on)", f"outbox=on, {bad})"))
+    with pytest.raises(apsw.SQLError, match="outbox_retention needs outbox=on"):
+        c.execute(DDL.replace("CREATE VIRTUAL TABLE t", "CREATE VIRTUAL TABLE t3").replace("outbox=on)", "outbox_retention=3600)"))
+
+
+def test_clock_is_shared_and_survives_a_lost_clock_file(connect, tmp):
+    """csns come from <dir>/outbox.clock (a counter every process maps). Two connections
+    interleave increasing csns; a deleted clock file is re-created above every acknowledged
+    position, so exports after it never go backwards."""
+    c1 = connect(tmp / "k.db")
+    c1.execute(DDL)
+    c2 = connect(tmp / "k.db")
+    for i in range(20):
+        (c1 if i % 2 else c2).execute("INSERT INTO t(id, k) VALUES (?, ?)", (i + 1, f"k{i % 7}"))
+    ch = export(c1, "a")
+    csns = [int(x["cursor"].split(".")[1]) for x in ch]
+    assert csns == sorted(csns) and len(set(csns)) == 20
+    ack(c1, ch[-1]["cursor"], "a")
+    folder = [p for p in tmp.iterdir() if p.name.endswith(".shards")][0]
+    assert (folder / "outbox.clock").stat().st_size == 4096
+    c1.close(); c2.close()
+    (folder / "outbox.clock").unlink()  # as if a power loss had dropped it
+    c3 = connect(tmp / "k.db")
+    c3.execute("INSERT INTO t(id, k) VALUES (100, 'z')")
+    nxt = export(c3, "a")
+    assert [x["after"]["id"] for x in nxt] == [100]
+    assert int(nxt[0]["cursor"].split(".")[1]) > csns[-1]
 
 
 def test_order_across_connections_follows_commits(connect, tmp):

@@ -149,15 +149,37 @@ impl ShardedTable {
             return Err(Error::config(format!("{F}: cursor \"{cursor}\" is ahead of every change of table {}", self.name)));
         }
         let now = ob.store.ack(&dir, consumer, to)?;
-        let oldest = ob.store.consumers(&dir)?.iter().map(|c| c.position).min().unwrap_or(Position::ZERO);
-        if oldest > Position::ZERO {
+        self.outbox_purge()?;
+        Ok(now.cursor())
+    }
+
+    /// `shardvt_outbox_drop_consumer`: forgets a consumer, then purges what the remaining ones
+    /// have passed. Returns 1 if the consumer existed, else 0.
+    pub fn outbox_drop_consumer(&mut self, consumer: &str) -> Result<i64> {
+        self.outbox_check("shardvt_outbox_drop_consumer")?;
+        let dir = self.catalog.dir.clone();
+        let ob = self.outbox.as_mut().expect("checked");
+        let existed = ob.store.drop_consumer(&dir, consumer)?;
+        self.outbox_purge()?;
+        Ok(existed as i64)
+    }
+
+    /// Deletes, on every shard, the changes every registered consumer has acknowledged and
+    /// that committed more than `outbox_retention` ago. No consumer: nothing is purged.
+    fn outbox_purge(&mut self) -> Result<()> {
+        let dir = self.catalog.dir.clone();
+        let ob = self.outbox.as_mut().expect("checked by the caller");
+        let consumers = ob.store.consumers(&dir)?;
+        let Some(oldest) = consumers.iter().map(|c| c.position).min() else { return Ok(()) };
+        let upto = purge_point(oldest, ob.retention_secs, crate::outbox::store::now_secs());
+        if upto > Position::ZERO {
             for id in self.all_shards()? {
                 let c = self.conn(id)?;
                 feed::ensure_schema(c)?;
-                feed::purge(c, oldest)?;
+                feed::purge(c, upto)?;
             }
         }
-        Ok(now.cursor())
+        Ok(())
     }
 
     /// `shardvt_outbox_stats`: JSON with retained changes, the clock and each consumer's lag.
@@ -181,7 +203,11 @@ impl ShardedTable {
         }
         let mut out = String::from("{\"table\":");
         envelope::push_json_string(&mut out, &self.name);
-        out.push_str(&format!(",\"shards\":{},\"retained\":{retained},\"last_csn\":{clock},\"consumers\":[", ids.len()));
+        let retention = self.outbox.as_ref().map_or(0, |o| o.retention_secs);
+        out.push_str(&format!(
+            ",\"shards\":{},\"retained\":{retained},\"retention_s\":{retention},\"last_csn\":{clock},\"consumers\":[",
+            ids.len()
+        ));
         for (k, con) in consumers.iter().enumerate() {
             if k > 0 {
                 out.push(',');
@@ -198,5 +224,34 @@ impl ShardedTable {
         }
         out.push_str("]}");
         Ok(out)
+    }
+}
+
+/// The last position a purge may delete: every consumer passed it (`oldest`) and, with a
+/// retention, it committed at least `retention_secs` before `now` (a csn is its commit time in
+/// µs, see `outbox::clock`).
+fn purge_point(oldest: Position, retention_secs: u64, now: f64) -> Position {
+    if retention_secs == 0 {
+        return oldest;
+    }
+    let cutoff = (now * 1e6) as i64 - (retention_secs as i64).saturating_mul(1_000_000);
+    let aged = Position { csn: cutoff.saturating_sub(1).max(0), tn: i64::MAX };
+    oldest.min(aged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_point_respects_consumers_and_retention() {
+        let p = |csn, tn| Position { csn, tn };
+        let now = 1_000.0; // seconds: csn 1_000_000_000
+        assert_eq!(purge_point(p(5, 2), 0, now), p(5, 2)); // no retention: the slowest consumer
+        // one hour of retention: nothing newer than now - 3600 s, even if acknowledged
+        assert_eq!(purge_point(p(999_000_000, 1), 3600, now), p(0, i64::MAX));
+        assert_eq!(purge_point(p(999_000_000, 1), 10, now), p(989_999_999, i64::MAX));
+        // the slowest consumer still wins when it is further behind
+        assert_eq!(purge_point(p(7, 3), 10, now), p(7, 3));
     }
 }
