@@ -17,6 +17,8 @@ BLOB → bytea (the outbox sends blobs as base64), anything else → text. The t
 primary key: its INTEGER PRIMARY KEY (the rowid) or declared PRIMARY KEY columns.
 
 Needs: apsw, psycopg 3 (`pip install "psycopg[binary]"`), libshardvt.so (`make build`).
+examples/nats_to_postgres.py imports `Sink`, `table_columns` and `crash_point` from here (it has
+no SQLite, so apsw is imported in `main` only).
 Test hook: OUTBOX_CRASH=before_commit:N or after_commit:N kills this process (SIGKILL) during
 its N-th batch just before the PostgreSQL COMMIT or just after it (before the ack).
 """
@@ -29,7 +31,6 @@ import signal
 import sys
 import time
 
-import apsw
 import psycopg
 from psycopg import sql
 
@@ -100,6 +101,11 @@ class Sink:
 def describe(lite, table):
     """(name, pg type, kind) per column and the primary key column names."""
     info = list(lite.execute(f'SELECT name, type, pk FROM pragma_table_info(\'{table.replace(chr(39), chr(39) * 2)}\') ORDER BY cid'))
+    return table_columns(table, info)
+
+
+def table_columns(table, info):
+    """`describe` from the (name, declared type, pk) rows of SQLite's pragma_table_info."""
     if not info:
         sys.exit(f"outbox_to_postgres: no table {table}")
     columns = [(name, *pg_type(decl)) for name, decl, _ in info]
@@ -126,6 +132,8 @@ def main():
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between polls with --follow")
     ap.add_argument("--ext", default=str(REPO_ROOT / "libshardvt.so"))
     a = ap.parse_args()
+
+    import apsw  # here, not at the top: examples/nats_to_postgres.py imports this module without SQLite
 
     lite = apsw.Connection(a.db)
     lite.enable_load_extension(True)

@@ -1,5 +1,5 @@
 -- <dir>/outbox.db of a table created with outbox=on (see ARCHITECTURE.md §8).
--- The commit clock of versions before 0.3 (now <dir>/outbox.clock, see src/outbox/clock.rs):
+-- The commit clock of earlier builds (now <dir>/outbox.clock, see src/outbox/clock.rs):
 -- no longer written; read once, as a floor, when the clock file is opened.
 CREATE TABLE IF NOT EXISTS clock(
   id  INTEGER PRIMARY KEY CHECK (id = 1),
