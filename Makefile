@@ -6,7 +6,7 @@ EXT := libshardvt.so
 PY ?= python3
 SQLITE3 ?= sqlite3
 
-.PHONY: all build test unit golden slt conformance python rust-host outbox-e2e demo bench bench-wal crash soak clean check-so
+.PHONY: all build test unit golden slt conformance python rust-host outbox-e2e outbox-e2e-nats demo bench bench-wal crash soak clean check-so
 
 all: build
 
@@ -45,9 +45,13 @@ rust-host: $(EXT)
 
 test: check-so unit golden slt conformance python rust-host
 
-# Outbox → PostgreSQL end to end (needs the postgresql server package and psycopg; .ci/run installs them).
+# Outbox → PostgreSQL end to end, directly and through NATS JetStream (needs the postgresql and
+# nats-server packages, psycopg and nats-py; .ci/run installs them). Both run even if the first fails.
 outbox-e2e: $(EXT)
-	bash tests/outbox_e2e/run.sh
+	rc=0; bash tests/outbox_e2e/run.sh || rc=1; bash tests/outbox_e2e/run_nats.sh || rc=1; exit $$rc
+
+outbox-e2e-nats: $(EXT)
+	bash tests/outbox_e2e/run_nats.sh
 
 # Benchmarks and long runs (not part of `make test`).
 bench: $(EXT)
