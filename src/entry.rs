@@ -19,6 +19,8 @@
 //! | `shardvt_io_stats([path filter])` | scalar | direct-only (process-wide I/O counters) |
 //! | `shardvt_fault(spec)` | scalar | direct-only (injects I/O faults process-wide) |
 //! | `shardvt_checkpoint_mode([mode])` | scalar | direct-only (changes who checkpoints, process-wide) |
+//! | `shardvt_manage_wal([schema])` | scalar | direct-only (hooks the host connection's WAL) |
+//! | `shardvt_wal_config([setting[, value]])` | scalar | direct-only (process-wide settings) |
 //! | `shardvt_wal_stats([path filter])` | scalar | direct-only (process-wide WAL counters) |
 //! | VFS `shardvt` | pass-through VFS used by every connection the extension opens | |
 //!
@@ -56,6 +58,11 @@ pub fn register(db: HostDb) -> Result<()> {
     register_scalar(db, "shardvt_fault", 1, DIRECTONLY, f::shardvt_fault)?;
     register_scalar(db, "shardvt_checkpoint_mode", 0, DIRECTONLY, f::shardvt_checkpoint_mode)?;
     register_scalar(db, "shardvt_checkpoint_mode", 1, DIRECTONLY, f::shardvt_checkpoint_mode)?;
+    register_scalar(db, "shardvt_manage_wal", 0, DIRECTONLY, f::shardvt_manage_wal)?;
+    register_scalar(db, "shardvt_manage_wal", 1, DIRECTONLY, f::shardvt_manage_wal)?;
+    for n in 0..=2 {
+        register_scalar(db, "shardvt_wal_config", n, DIRECTONLY, f::shardvt_wal_config)?;
+    }
     register_scalar(db, "shardvt_wal_stats", 0, DIRECTONLY, f::shardvt_wal_stats)?;
     register_scalar(db, "shardvt_wal_stats", 1, DIRECTONLY, f::shardvt_wal_stats)?;
     Ok(())

@@ -21,7 +21,8 @@ use std::ptr;
 
 use libsqlite3_sys as sys;
 
-use super::api::{routines, Connection};
+use super::api::{routines, Connection, HostDb};
+use crate::error::{Error, Result};
 
 /// Told about every commit of the connection it is installed on.
 pub trait WalObserver: Send + Sync + 'static {
@@ -52,6 +53,12 @@ pub struct WalConn<'a> {
 }
 
 impl WalConn<'_> {
+    /// The schema name ("main", an ATTACHed name) of the database that committed.
+    pub fn schema(&self) -> String {
+        // SAFETY: the hook's schema argument, a NUL-terminated string valid during the hook.
+        unsafe { std::ffi::CStr::from_ptr(self.schema) }.to_string_lossy().into_owned()
+    }
+
     /// Checkpoints the committing database (PASSIVE: never waits, never blocks writers).
     pub fn checkpoint(&self, mode: CheckpointMode) -> CheckpointResult {
         // SAFETY: db and schema are the hook's arguments, valid during the hook; checkpointing
@@ -94,6 +101,57 @@ pub fn install(conn: &mut Connection, obs: Box<dyn WalObserver>) {
         (routines().wal_hook.expect("host lacks sqlite3_wal_hook"))(conn.handle(), Some(x_wal_hook), arg);
     }
     conn.wal_observer = Some(boxed);
+}
+
+/// Name of the hidden function whose destructor frees a host connection's observer.
+const GUARD: &str = "shardvt_wal_guard";
+
+/// Makes `obs` the WAL hook of a host connection (one we do not own) until that connection
+/// closes. The observer is the user data of a hidden function `shardvt_wal_guard` registered on
+/// the connection: SQLite runs that function's destructor when the connection closes (after its
+/// last commit, so after the last hook call) and the destructor drops the observer. Call at most
+/// once per connection (registering the guard again would replace it, which SQLite refuses
+/// while a statement runs); the caller keeps track.
+pub fn install_on_host(db: HostDb, obs: Box<dyn WalObserver>) -> Result<()> {
+    let arg = Box::into_raw(Box::new(obs)) as *mut c_void;
+    let name = std::ffi::CString::new(GUARD).expect("no NUL");
+    let r = routines();
+    // SAFETY: db is the live host connection of the running function call; arg is a heap box
+    // owned from now on by the function registration (freed by x_guard_destroy, also when the
+    // registration fails: SQLite calls xDestroy then).
+    let rc = unsafe {
+        (r.create_function_v2.expect("host lacks sqlite3_create_function_v2"))(
+            db.raw(),
+            name.as_ptr(),
+            0,
+            sys::SQLITE_UTF8 | sys::SQLITE_DIRECTONLY,
+            arg,
+            Some(x_guard),
+            None,
+            None,
+            Some(x_guard_destroy),
+        )
+    };
+    if rc != sys::SQLITE_OK {
+        return Err(Error::sqlite(rc, format!("shardvt_manage_wal: cannot register {GUARD} on this connection")));
+    }
+    // SAFETY: live handle; arg stays valid until the connection closes (see above).
+    unsafe {
+        (r.wal_hook.expect("host lacks sqlite3_wal_hook"))(db.raw(), Some(x_wal_hook), arg);
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn x_guard(ctx: *mut sys::sqlite3_context, _argc: c_int, _argv: *mut *mut sys::sqlite3_value) {
+    let msg = "shardvt_wal_guard: internal function of shardvt_manage_wal";
+    // SAFETY: ctx valid during the call; the message length is given.
+    (routines().result_error.expect("host lacks sqlite3_result_error"))(ctx, msg.as_ptr() as *const c_char, msg.len() as c_int);
+}
+
+unsafe extern "C" fn x_guard_destroy(arg: *mut c_void) {
+    // SAFETY: arg is the Box<Box<dyn WalObserver>> made by install_on_host; SQLite calls this
+    // once, when the connection closes (or the registration failed).
+    let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(arg as *mut Box<dyn WalObserver>))));
 }
 
 /// Removes the hook before the connection is closed (called by `Connection::drop`).

@@ -11,6 +11,8 @@
 //! | `shardvt_io_stats([path filter])` | JSON I/O statistics of the `shardvt` VFS |
 //! | `shardvt_fault(spec)` | 'ok'; sets the VFS fault plan (tests, benchmarks) |
 //! | `shardvt_checkpoint_mode([mode])` | the process's checkpoint mode after setting it (`crate::wal`) |
+//! | `shardvt_manage_wal([schema])` | 1 after putting the host connection's own WAL database under the checkpoint manager, 0 if it already was |
+//! | `shardvt_wal_config([setting[, value]])` | process-wide manager settings: JSON of all, one value, or set one |
 //! | `shardvt_wal_stats([path filter])` | JSON WAL and checkpoint statistics per managed shard file |
 
 pub mod outbox;
@@ -115,6 +117,56 @@ pub fn shardvt_checkpoint_mode(_: &FnContext, args: &[ValueRef<'_>]) -> Result<V
         crate::wal::set_mode(&v.text_string())?;
     }
     Ok(Value::text(crate::wal::mode().name()))
+}
+
+pub fn shardvt_manage_wal(ctx: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    const F: &str = "shardvt_manage_wal";
+    let schema = match args.first() {
+        None => "main".to_string(),
+        Some(v) if v.is_null() => return Err(Error::config(format!("{F}: argument 1 (schema) must not be NULL"))),
+        Some(v) => v.text_string(),
+    };
+    let db = ctx.db();
+    let path = match db.filename(&schema) {
+        None => return Err(Error::config(format!("{F}: no such database: {schema}"))),
+        Some(p) if p.is_empty() => {
+            return Err(Error::config(format!(
+                "{F}: database {schema} is in memory or temporary; only a database file in WAL mode can be managed"
+            )))
+        }
+        Some(p) => p,
+    };
+    let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+    let mut st = db.prepare(&format!("PRAGMA {quoted}.journal_mode"))?;
+    let jm = if st.step()? { st.column_value(0).to_text() } else { Vec::new() };
+    drop(st);
+    if !jm.eq_ignore_ascii_case(b"wal") {
+        return Err(Error::config(format!(
+            "{F}: database {schema} is not in WAL mode (journal_mode={}); run PRAGMA {schema}.journal_mode=WAL first",
+            String::from_utf8_lossy(&jm)
+        )));
+    }
+    let canon = std::fs::canonicalize(&path).map(|p| p.to_string_lossy().into_owned()).unwrap_or(path);
+    crate::wal::manage_host(db, &schema, &canon).map(|fresh| Value::Integer(fresh as i64))
+}
+
+pub fn shardvt_wal_config(_: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {
+    const F: &str = "shardvt_wal_config";
+    let name = match args.first() {
+        None => None,
+        Some(v) if v.is_null() => return Err(Error::config(format!("{F}: argument 1 (setting) must not be NULL"))),
+        Some(v) => Some(v.text_string()),
+    };
+    let value = match args.get(1).map(|v| v.to_value()) {
+        None => None,
+        Some(Value::Integer(i)) => Some(i),
+        Some(_) => return Err(Error::config(format!("{F}: argument 2 (value) must be an integer"))),
+    };
+    let out = crate::wal::config(name.as_deref(), value)?;
+    Ok(match name {
+        None => Value::text(&out),
+        Some(_) => Value::Integer(out.parse().unwrap_or(0)),
+    })
 }
 
 pub fn shardvt_wal_stats(_: &FnContext, args: &[ValueRef<'_>]) -> Result<Value> {

@@ -11,9 +11,16 @@
 //!
 //! Column values are copied from the shard statement straight into SQLite's result (no Rust
 //! copy); only the merge key is read into Rust values.
+//!
+//! Snapshot age: each open shard statement holds a read snapshot of its shard, which keeps the
+//! shard's WAL from being checkpointed past it. Every 1024 rows the cursor checks
+//! `wal::snapshot_too_old`: once its snapshot is older than `max_snapshot_ms` (default 60 s,
+//! `shardvt_wal_config`) AND a shard it still reads has a WAL of 4000+ frames, the scan fails
+//! with "snapshot too old" (like PostgreSQL's old_snapshot_threshold) instead of letting the
+//! WAL grow without bound.
 
 use crate::config::quote_ident;
-use crate::error::Result;
+use crate::error::{codes, Error, Result};
 use crate::ffi::api::{Statement, ValueRef};
 use crate::ffi::vtab::{ColumnContext, VTabCursor};
 use crate::merge::{pick_min, KeySpec};
@@ -83,6 +90,9 @@ pub struct ShardedCursor {
     rowid_alias: Option<usize>,
     /// merge by rowid (no consumed ORDER BY): keys are plain integers
     rowid_order: bool,
+    /// when xFilter opened the shard snapshots, and rows returned since (snapshot-age checks)
+    opened: Option<std::time::Instant>,
+    rows: u32,
 }
 
 /// Would the shard evaluate `col <op> v` exactly as SQLite does on the host?
@@ -123,7 +133,34 @@ impl ShardedCursor {
             col_map: vec![],
             rowid_alias: None,
             rowid_order: true,
+            opened: None,
+            rows: 0,
         }
+    }
+
+    /// "snapshot too old" (see the file header), checked every 1024 rows.
+    fn check_snapshot_age(&self, t: &ShardedTable) -> Result<()> {
+        let Some(opened) = self.opened else { return Ok(()) };
+        let age = opened.elapsed().as_millis() as u64;
+        for s in &self.sources {
+            let path = t.shard_path(s.shard)?;
+            let path = path.to_string_lossy();
+            if let Some(wal) = crate::wal::snapshot_too_old(&path, age) {
+                return Err(Error::sqlite(
+                    codes::ERROR,
+                    format!(
+                        "sharded: snapshot too old: this scan of {} has held its read snapshot of {} for {} ms while the \
+                         shard's WAL grew to {} bytes that cannot be checkpointed past it (limit: shardvt_wal_config('max_snapshot_ms'), now {} ms; 0 turns the limit off)",
+                        t.name,
+                        std::path::Path::new(&*path).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                        age,
+                        wal,
+                        crate::wal::max_snapshot_ms()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn release(&mut self, t: &mut ShardedTable) {
@@ -168,6 +205,8 @@ impl VTabCursor for ShardedCursor {
 
     fn filter(&mut self, t: &mut ShardedTable, _idx_num: i32, idx_str: Option<&str>, args: &[ValueRef<'_>]) -> Result<()> {
         self.release(t);
+        self.opened = Some(std::time::Instant::now());
+        self.rows = 0;
         t.resolve_in_doubt()?;
         let idx = idx_str.unwrap_or("1;u=ffffffffffffffff");
         let plan = match t.plan_cache.get(idx) {
@@ -363,6 +402,10 @@ impl VTabCursor for ShardedCursor {
 
     fn next(&mut self, t: &mut ShardedTable) -> Result<()> {
         let Some(i) = self.current else { return Ok(()) };
+        self.rows = self.rows.wrapping_add(1);
+        if self.rows % 1024 == 0 {
+            self.check_snapshot_age(t)?;
+        }
         let more = self.sources[i].step();
         match more {
             Ok(true) => self.refresh_key(i),

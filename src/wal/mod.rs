@@ -41,7 +41,7 @@
 pub mod policy;
 pub mod runner;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use crate::error::{Error, Result};
 use crate::ffi::api::{host_threadsafe, Connection};
@@ -107,4 +107,70 @@ pub fn before_write(path: &str) {
 /// contains `filter`.
 pub fn stats_json(filter: Option<&str>) -> String {
     runner::stats_json(filter)
+}
+
+/// `shardvt_manage_wal`: puts database `schema` (file `path`) of the host connection `db` under
+/// the manager until that connection closes (see `runner::manage_host`). Returns false if it
+/// already was.
+pub fn manage_host(db: crate::ffi::api::HostDb, schema: &str, path: &str) -> crate::error::Result<bool> {
+    runner::manage_host(db, schema, path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process-wide settings (`shardvt_wal_config`).
+
+static BACKPRESSURE_FRAMES: AtomicU64 = AtomicU64::new(0);
+static BACKPRESSURE_DELAY_MS: AtomicU64 = AtomicU64::new(5);
+static MAX_SNAPSHOT_MS: AtomicU64 = AtomicU64::new(60_000);
+
+/// (name, setting, largest accepted value, what it means)
+const SETTINGS: [(&str, &AtomicU64, u64); 3] = [
+    ("backpressure_frames", &BACKPRESSURE_FRAMES, 1 << 30),
+    ("backpressure_delay_ms", &BACKPRESSURE_DELAY_MS, 1000),
+    ("max_snapshot_ms", &MAX_SNAPSHOT_MS, 1 << 40),
+];
+
+pub fn backpressure() -> (u32, u64) {
+    (BACKPRESSURE_FRAMES.load(Ordering::Relaxed) as u32, BACKPRESSURE_DELAY_MS.load(Ordering::Relaxed))
+}
+
+/// A scan's read snapshot older than this (ms) fails with "snapshot too old" once its shard's
+/// WAL is large (see `snapshot_too_old`); 0: never.
+pub fn max_snapshot_ms() -> u64 {
+    MAX_SNAPSHOT_MS.load(Ordering::Relaxed)
+}
+
+/// The WAL size (bytes) above which an old snapshot counts as pinning the WAL: the size at
+/// which the manager warns about a pinned WAL (4000 frames of 4 KiB pages).
+pub const PIN_WAL_BYTES: u64 = 4000 * (4096 + 24);
+
+/// Is a scan whose read snapshot on the shard file `path` is `age_ms` old holding back a large
+/// WAL? (The `-wal` file's size is read, so writers of other processes count too.)
+pub fn snapshot_too_old(path: &str, age_ms: u64) -> Option<u64> {
+    let limit = max_snapshot_ms();
+    if limit == 0 || age_ms < limit {
+        return None;
+    }
+    let wal = std::fs::metadata(format!("{path}-wal")).map(|m| m.len()).unwrap_or(0);
+    (wal >= PIN_WAL_BYTES).then_some(wal)
+}
+
+/// `shardvt_wal_config()`: JSON of every setting; with a name, its value; with a name and a
+/// value, sets it (process-wide) and returns the new value.
+pub fn config(name: Option<&str>, value: Option<i64>) -> Result<String> {
+    let Some(name) = name else {
+        let items: Vec<String> = SETTINGS.iter().map(|(n, v, _)| format!("\"{n}\":{}", v.load(Ordering::Relaxed))).collect();
+        return Ok(format!("{{{}}}", items.join(",")));
+    };
+    let Some((_, slot, max)) = SETTINGS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(name)) else {
+        let names: Vec<&str> = SETTINGS.iter().map(|(n, _, _)| *n).collect();
+        return Err(Error::config(format!("shardvt_wal_config: unknown setting {name:?} (expected one of: {})", names.join(", "))));
+    };
+    if let Some(v) = value {
+        if v < 0 || v as u64 > *max {
+            return Err(Error::config(format!("shardvt_wal_config: {name} must be between 0 and {max}, not {v}")));
+        }
+        slot.store(v as u64, Ordering::Relaxed);
+    }
+    Ok(slot.load(Ordering::Relaxed).to_string())
 }

@@ -179,6 +179,9 @@ pub struct Counters {
     pub writer_ckpt_max_us: u64,
     /// Wall-clock time (unix ms) of the last checkpoint that ran, any kind.
     pub last_checkpoint_unix_ms: Option<u64>,
+    /// Commits the writer was slowed down after (back-pressure), and the total delay (ms).
+    pub throttled: u64,
+    pub throttled_ms: u64,
 }
 
 /// The policy's view of one shard's WAL.
@@ -205,6 +208,10 @@ pub struct ShardWal {
     pub has_conn: bool,
     pub used_ms: u64,
     pub warned_ms: Option<u64>,
+    /// Since when checkpoints have made no progress because a reader holds frames (None: not
+    /// pinned). `now - pinned_since_ms` is a lower bound on the age of the oldest read
+    /// transaction that pins the WAL.
+    pub pinned_since_ms: Option<u64>,
     pub counters: Counters,
 }
 
@@ -220,6 +227,7 @@ impl ShardWal {
             self.counters.rewinds += 1;
             self.backfilled = 0;
             self.pinned = 0;
+            self.pinned_since_ms = None;
             self.tail_at = None;
             self.saturated_at = None;
         }
@@ -289,7 +297,28 @@ impl ShardWal {
         if self.counters.rewinds == rewinds_before {
             self.backfilled = ckpt;
             self.pinned = log.saturating_sub(ckpt);
+            if self.pinned == 0 {
+                self.pinned_since_ms = None;
+            }
         }
+    }
+
+    /// Back-pressure (off unless `limit_frames > 0`): after a commit that left the WAL at or
+    /// above the limit, the writer waits `delay_ms` before its next statement, so a WAL that
+    /// cannot be checkpointed (a reader pins it, or the disk cannot keep up) grows at most by
+    /// one commit per `delay_ms`. Returns the delay to apply and counts it.
+    pub fn backpressure(&mut self, limit_frames: u32, delay_ms: u64) -> Option<u64> {
+        if limit_frames == 0 || delay_ms == 0 || self.frames < limit_frames || self.backlog() < limit_frames {
+            return None;
+        }
+        self.counters.throttled += 1;
+        self.counters.throttled_ms += delay_ms;
+        Some(delay_ms)
+    }
+
+    /// Milliseconds since checkpoints of this WAL were first held back by a reader (0: not now).
+    pub fn pinned_for_ms(&self, now_ms: u64) -> u64 {
+        self.pinned_since_ms.map_or(0, |t| now_ms.saturating_sub(t))
     }
 
     fn back_off(&mut self, cfg: &Config, now_ms: u64) {
@@ -324,6 +353,7 @@ impl ShardWal {
                 self.note_copied(log, ckpt, rewinds_before, unix_ms);
                 if ckpt < log && ckpt <= before {
                     // No progress: a reader holds the rest. Look again later, not in a loop.
+                    self.pinned_since_ms.get_or_insert(now_ms);
                     self.back_off(cfg, now_ms);
                     let warn_due = match self.warned_ms {
                         Some(t) => now_ms >= t + cfg.warn_every_ms,
@@ -365,6 +395,7 @@ impl ShardWal {
                     self.frames = 0;
                     self.backfilled = 0;
                     self.pinned = 0;
+                    self.pinned_since_ms = None;
                     self.tail_at = None;
                     self.saturated_at = None;
                     self.dirty = false;
@@ -692,6 +723,8 @@ mod tests {
         assert!(w.unwrap().contains("3900 cannot be checkpointed"));
         assert!(s.queued);
         assert_eq!(s.pinned, 3900);
+        assert_eq!(s.pinned_since_ms, Some(3), "first drain without progress");
+        assert_eq!(s.pinned_for_ms(503), 500);
         assert_eq!(next_job(&c, Mode::Managed, &[s], 4), (None, Some(23)));
         assert_eq!(s.after_drain(&c, Outcome::Done { log: 4100, ckpt: 200 }, 0, 23, 0), None);
         assert_eq!(s.counters.pin_warnings, 1);
@@ -700,5 +733,21 @@ mod tests {
         // the reader left: progress clears the back-off
         s.after_drain(&c, Outcome::Done { log: 4100, ckpt: 4100 }, 0, 20_000, 0);
         assert_eq!((s.queued, s.backoff_ms, s.pinned), (false, 0, 0));
+        assert_eq!((s.pinned_since_ms, s.pinned_for_ms(30_000)), (None, 0));
+    }
+
+    #[test]
+    fn backpressure_only_over_the_limit_with_a_backlog() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 5000, 0);
+        assert_eq!(s.backpressure(0, 5), None, "off by default");
+        assert_eq!(s.backpressure(6000, 5), None, "under the limit");
+        assert_eq!(s.backpressure(4000, 5), Some(5));
+        assert_eq!(s.backpressure(4000, 5), Some(5));
+        assert_eq!((s.counters.throttled, s.counters.throttled_ms), (2, 10));
+        // the background copied almost everything: the WAL is about to rewind, no delay
+        s.after_drain(&c, Outcome::Done { log: 5000, ckpt: 4990 }, 0, 1, 0);
+        assert_eq!(s.backpressure(4000, 5), None);
     }
 }

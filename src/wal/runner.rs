@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::policy::{self, Config, HookAction, Job, Outcome, ShardWal};
-use crate::ffi::api::{log, Connection, OPEN_READWRITE};
+use crate::ffi::api::{log, Connection, HostDb, OPEN_READWRITE};
 use crate::ffi::walhook::{self, CheckpointMode, CheckpointResult, WalConn, WalObserver};
 use crate::json::string as json_str;
 
@@ -94,20 +94,88 @@ struct ShardHook {
 
 impl WalObserver for ShardHook {
     fn on_commit(&self, conn: &WalConn<'_>, frames: u32) {
-        let mode = super::mode();
-        let (action, rewinds) = {
-            let mut st = lock(&self.slot.state);
-            (st.on_commit(cfg(), mode, frames, now_ms()), st.counters.rewinds)
-        };
-        match action {
-            HookAction::Nothing => {}
-            HookAction::Wake => wake(),
-            HookAction::Tail | HookAction::Saturated => {
-                let t = Instant::now();
-                let r = outcome(conn.checkpoint(CheckpointMode::Passive));
-                let took = t.elapsed().as_micros() as u64;
-                lock(&self.slot.state).after_inline(action, r, rewinds, took, unix_ms());
+        commit_on(&self.slot, conn, frames);
+    }
+}
+
+/// The WAL hook of a host connection put under the manager by `shardvt_manage_wal`: one slot
+/// per managed schema of that connection. Dropped when the connection closes (see
+/// `walhook::install_on_host`), which unregisters its slots.
+struct HostHook {
+    db: usize,
+    slots: Arc<Mutex<Vec<(String, Arc<Slot>)>>>,
+}
+
+impl WalObserver for HostHook {
+    fn on_commit(&self, conn: &WalConn<'_>, frames: u32) {
+        let schema = conn.schema();
+        let slot = lock(&self.slots).iter().find(|(s, _)| *s == schema).map(|(_, slot)| slot.clone());
+        match slot {
+            Some(slot) => commit_on(&slot, conn, frames),
+            // a schema not under the manager: what SQLite's auto-checkpoint would do
+            None if frames >= 1000 => {
+                let _ = conn.checkpoint(CheckpointMode::Passive);
             }
+            None => {}
+        }
+    }
+}
+
+impl Drop for HostHook {
+    fn drop(&mut self) {
+        lock(&HOSTS).retain(|(db, _)| *db != self.db);
+        for (_, slot) in lock(&self.slots).drain(..) {
+            unregister(&slot);
+        }
+    }
+}
+
+/// Host connections with a `HostHook`: (connection address, its schema → slot list).
+static HOSTS: Mutex<Vec<(usize, Arc<Mutex<Vec<(String, Arc<Slot>)>>>)>> = Mutex::new(Vec::new());
+
+/// `shardvt_manage_wal`: puts database `schema` (file `path`, in WAL mode) of host connection
+/// `db` under the manager. Returns false if it already was.
+pub fn manage_host(db: HostDb, schema: &str, path: &str) -> crate::error::Result<bool> {
+    let existing = lock(&HOSTS).iter().find(|(d, _)| *d == db.0).map(|(_, l)| l.clone());
+    if let Some(list) = existing {
+        let mut l = lock(&list);
+        if l.iter().any(|(s, _)| s == schema) {
+            return Ok(false);
+        }
+        l.push((schema.to_string(), register(path)));
+        return Ok(true);
+    }
+    let list = Arc::new(Mutex::new(vec![(schema.to_string(), register(path))]));
+    lock(&HOSTS).push((db.0, list.clone()));
+    // on failure the hook box is dropped (by SQLite's xDestroy), which undoes the registration
+    walhook::install_on_host(db, Box::new(HostHook { db: db.0, slots: list }))?;
+    Ok(true)
+}
+
+/// A commit on a managed file: ask the policy, then nothing, wake the thread, or checkpoint
+/// inline on the committing connection.
+fn commit_on(slot: &Slot, conn: &WalConn<'_>, frames: u32) {
+    let mode = super::mode();
+    let (action, rewinds) = {
+        let mut st = lock(&slot.state);
+        (st.on_commit(cfg(), mode, frames, now_ms()), st.counters.rewinds)
+    };
+    match action {
+        HookAction::Nothing => {}
+        HookAction::Wake => wake(),
+        HookAction::Tail | HookAction::Saturated => {
+            let t = Instant::now();
+            let r = outcome(conn.checkpoint(CheckpointMode::Passive));
+            let took = t.elapsed().as_micros() as u64;
+            lock(&slot.state).after_inline(action, r, rewinds, took, unix_ms());
+        }
+    }
+    let (limit, delay) = super::backpressure();
+    if limit > 0 {
+        // after the commit, outside SQLite's write lock: only this writer waits
+        let d = lock(&slot.state).backpressure(limit, delay);
+        if let Some(ms) = d {
+            std::thread::sleep(Duration::from_millis(ms));
         }
     }
 }
@@ -260,7 +328,7 @@ pub fn stats_json(filter: Option<&str>) -> String {
             "{{\"path\":{},\"wal_bytes\":{wal_bytes},\"frames\":{},\"backfilled\":{},\"unbackfillable_frames\":{},\
              \"connections\":{},\"commits\":{},\"checkpoints\":{{\"background\":{},\"tail\":{},\"inline\":{},\"truncate\":{}}},\
              \"writer_checkpoint_us\":{},\"writer_checkpoint_max_us\":{},\"rewinds\":{},\"busy_retries\":{},\"pin_warnings\":{},\
-             \"last_checkpoint_ms\":{}}}",
+             \"oldest_reader_ms\":{},\"throttled\":{},\"throttled_ms\":{},\"last_checkpoint_ms\":{}}}",
             json_str(&s.path),
             st.frames,
             st.backfilled,
@@ -276,6 +344,9 @@ pub fn stats_json(filter: Option<&str>) -> String {
             c.rewinds,
             c.busy_retries,
             c.pin_warnings,
+            st.pinned_for_ms(now_ms()),
+            c.throttled,
+            c.throttled_ms,
             c.last_checkpoint_unix_ms.map(|t| t.to_string()).unwrap_or_else(|| "null".into()),
         ));
     }

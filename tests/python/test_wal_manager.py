@@ -215,3 +215,125 @@ def test_reader_pinning_the_wal_is_reported(connect, tmp):
     while size(shard + "-wal") != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert size(shard + "-wal") == 0
+
+
+def test_manage_wal_puts_the_host_database_under_the_manager(connect, tmp):
+    """Issue 5 item 1: one SQL call gives the host connection's own WAL database the same
+    manager: bounded WAL that rewinds under continuous writes, 0 bytes when idle, stats; refused
+    with a clear error for a database that is not a WAL file; released when the connection closes."""
+    host = connect(tmp / "app.db")
+    host.setbusytimeout(5000)
+    with pytest.raises(apsw.SQLError, match="not in WAL mode .*journal_mode=WAL first"):
+        host.execute("SELECT shardvt_manage_wal()")
+    host.execute("PRAGMA journal_mode=WAL")
+    assert scalar(host, "SELECT shardvt_manage_wal('main')") == 1
+    assert scalar(host, "SELECT shardvt_manage_wal()") == 0  # already managed
+    with pytest.raises(apsw.SQLError, match="no such database: nope"):
+        host.execute("SELECT shardvt_manage_wal('nope')")
+    host.execute("ATTACH ':memory:' AS mem")
+    with pytest.raises(apsw.SQLError, match="database mem is in memory or temporary"):
+        host.execute("SELECT shardvt_manage_wal('mem')")
+    host.execute("CREATE TABLE n(id INTEGER PRIMARY KEY, body TEXT)")
+    wal = str(tmp / "app.db-wal")
+    sizes = []
+    for i in range(12000):
+        host.execute("INSERT INTO n(body) VALUES (?)", ("x" * 200,))
+        if i % 50 == 0:
+            sizes.append(size(wal))
+    [st] = wal_stats(host, "app.db")
+    assert st["commits"] >= 12000 and st["rewinds"] >= 5, st
+    assert st["checkpoints"]["background"] > 0, st
+    assert max(sizes) < 2.5 * 1000 * FRAME, max(sizes)  # stock's cycle is ~1000 frames
+    deadline = time.monotonic() + 2.0
+    while size(wal) != 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert size(wal) == 0, "idle host WAL truncated"
+    assert scalar(host, "SELECT count(*) FROM n") == 12000
+    host.close()
+    other = connect(tmp / "other.db")
+    assert wal_stats(other, "app.db") == []  # the closed connection left the manager
+
+
+def test_oldest_reader_age_and_backpressure(connect, tmp):
+    """Issue 5 item 2: the stats give the age of the read transaction pinning a WAL
+    (`oldest_reader_ms`, a lower bound), and optional back-pressure slows the writer of a WAL
+    that cannot be checkpointed (`throttled`)."""
+    conn, shard = make_table(connect, tmp, "bp", "managed")
+    conn.execute("INSERT INTO t(k, v) VALUES ('first', 0)")
+    reader = apsw.Connection(shard)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM data").fetchall()
+    for i in range(2500):
+        conn.execute("INSERT INTO t(k, v) VALUES (?, ?)", (f"k{i}", "z" * 300))
+    time.sleep(0.6)
+    conn.execute("INSERT INTO t(k, v) VALUES ('more', 1)")
+    time.sleep(0.3)
+    [st] = wal_stats(conn, "bp.t.shards")
+    assert st["oldest_reader_ms"] >= 300, st
+    assert json.loads(scalar(conn, "SELECT shardvt_wal_config()")) == {
+        "backpressure_frames": 0, "backpressure_delay_ms": 5, "max_snapshot_ms": 60000}
+    try:
+        assert scalar(conn, "SELECT shardvt_wal_config('backpressure_frames', 1500)") == 1500
+        assert scalar(conn, "SELECT shardvt_wal_config('backpressure_delay_ms', 10)") == 10
+        t0 = time.monotonic()
+        for i in range(20):
+            conn.execute("INSERT INTO t(k, v) VALUES (?, ?)", (f"b{i}", "z"))
+        took = time.monotonic() - t0
+        [st] = wal_stats(conn, "bp.t.shards")
+        assert st["throttled"] >= 20 and st["throttled_ms"] >= 200, st
+        assert took >= 0.2, took
+        with pytest.raises(apsw.SQLError, match="unknown setting \"nope\""):
+            conn.execute("SELECT shardvt_wal_config('nope', 1)")
+        with pytest.raises(apsw.SQLError, match="between 0 and 1000"):
+            conn.execute("SELECT shardvt_wal_config('backpressure_delay_ms', 5000)")
+    finally:
+        conn.execute("SELECT shardvt_wal_config('backpressure_frames', 0)")
+        conn.execute("SELECT shardvt_wal_config('backpressure_delay_ms', 5)")
+    reader.execute("COMMIT")
+    reader.close()
+    conn.execute("INSERT INTO t(k, v) VALUES ('last', 1)")
+    deadline = time.monotonic() + 2.0
+    while wal_stats(conn, "bp.t.shards")[0]["oldest_reader_ms"] != 0 and time.monotonic() < deadline:
+        conn.execute("INSERT INTO t(k, v) VALUES ('again', 1)")
+        time.sleep(0.05)
+    assert wal_stats(conn, "bp.t.shards")[0]["oldest_reader_ms"] == 0
+
+
+def test_own_scan_snapshot_age_is_bounded(connect, tmp):
+    """Issue 5 item 2: a scan of the sharded table that keeps its snapshot longer than
+    max_snapshot_ms while the shard's WAL has grown past 4000 frames fails with "snapshot too
+    old" instead of pinning the WAL forever; a young or harmless snapshot is never failed."""
+    conn, shard = make_table(connect, tmp, "snap", "managed")
+    conn.execute("PRAGMA journal_mode=WAL")  # the host file too: a reader must not block the writer's host commit
+    conn.execute("BEGIN")
+    for i in range(5000):
+        conn.execute("INSERT INTO t(k, v) VALUES (?, ?)", (f"k{i}", i))
+    conn.execute("COMMIT")
+    writer = connect(tmp / "snap.db")
+    writer.setbusytimeout(5000)
+    try:
+        assert scalar(conn, "SELECT shardvt_wal_config('max_snapshot_ms', 300)") == 300
+        # harmless: an old snapshot with a small WAL finishes normally
+        cur = conn.execute("SELECT id FROM t")
+        next(cur)
+        time.sleep(0.4)
+        assert len(list(cur)) == 4999
+        # harmful: the writer grows the WAL past 4000 frames behind the scan's snapshot
+        cur = conn.execute("SELECT id, v FROM t")
+        next(cur)
+        big = "w" * 3000
+        for i in range(4500):
+            writer.execute("INSERT INTO t(k, v) VALUES (?, ?)", (f"w{i}", big))
+        assert size(shard + "-wal") >= 4000 * FRAME
+        time.sleep(0.35)
+        with pytest.raises(apsw.SQLError, match="snapshot too old: this scan of t has held its read snapshot of shard-0000.db"):
+            for _ in cur:
+                pass
+        # the snapshot is released: the WAL can be checkpointed and truncated again
+        writer.execute("INSERT INTO t(k, v) VALUES ('done', 0)")
+        deadline = time.monotonic() + 3.0
+        while size(shard + "-wal") != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert size(shard + "-wal") == 0
+    finally:
+        conn.execute("SELECT shardvt_wal_config('max_snapshot_ms', 60000)")
