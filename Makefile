@@ -56,6 +56,7 @@ outbox-e2e-nats: $(EXT)
 # Benchmarks and long runs (not part of `make test`).
 bench: $(EXT)
 	$(PY) bench/bench.py --ext ./$(EXT)
+	$(PY) bench/outbox_bench.py --ext ./$(EXT)
 
 bench-wal: $(EXT)
 	$(PY) bench/wal_bench.py --ext ./$(EXT)
