@@ -390,6 +390,39 @@ impl Connection {
         Ok(v)
     }
 
+    /// The first copy of the WAL-index header of this connection's database (12 native-endian
+    /// words at the start of `-shm` region 0), read lock-free from the mapping SQLite itself
+    /// uses; None when the file is not open through the `shardvt` VFS or its WAL index is not
+    /// mapped. The read may be torn by a concurrent commit (see `shard::watch`).
+    pub fn wal_index_header(&self) -> Option<[u32; 12]> {
+        let mut f: *mut sys::sqlite3_file = ptr::null_mut();
+        // SAFETY: live handle; FILE_POINTER writes the main database's sqlite3_file*.
+        let rc = unsafe {
+            call!(file_control(
+                self.db,
+                c"main".as_ptr(),
+                sys::SQLITE_FCNTL_FILE_POINTER,
+                &mut f as *mut *mut sys::sqlite3_file as *mut c_void
+            ))
+        };
+        if rc != sys::SQLITE_OK {
+            return None;
+        }
+        // SAFETY: f is this open connection's file (or null).
+        let p = unsafe { super::vfs::wal_index_region0(f) };
+        if p.is_null() {
+            return None;
+        }
+        let mut out = [0u32; 12];
+        for (i, w) in out.iter_mut().enumerate() {
+            // SAFETY: region 0 is at least 32 KiB, page aligned, mapped while this connection
+            // has its WAL index open (it is, as p is non-null, and we are its only thread);
+            // volatile: other processes write it.
+            *w = unsafe { std::ptr::read_volatile(p.add(4 * i) as *const u32) };
+        }
+        Some(out)
+    }
+
     /// Makes everything already written to this database's WAL durable: xSync on the WAL file
     /// handle (SQLITE_FCNTL_JOURNAL_POINTER), through the VFS like any SQLite sync. No WAL open
     /// yet: nothing to sync.

@@ -11,7 +11,7 @@
 //! part; temporary files never do. With the model off and nothing held, the added cost is one
 //! relaxed atomic load per call. The shim decides nothing else.
 //!
-//! Layout of an open file: `ShimFile { base: sqlite3_file, stats, path, ckpt_start, durable, real }` where
+//! Layout of an open file: `ShimFile { base: sqlite3_file, stats, path, ckpt_start, durable, shm0, real }` where
 //! `real` is the start of the underlying VFS's file object (`szOsFile` of the default VFS), so
 //! our `szOsFile` is the header plus theirs. Our `pMethods` mirrors the underlying file's
 //! io-methods version (1, 2 or 3) so SQLite only calls what the real file supports.
@@ -34,6 +34,9 @@ struct ShimFile {
     ckpt_start: Option<Instant>,
     /// Takes part in the power-loss model (a named, persistent file).
     durable: bool,
+    /// Region 0 of the WAL index as the real xShmMap returned it (null: not mapped). Read by
+    /// `wal_index_region0` (lock-free change checks, `shard::watch`).
+    shm0: *mut c_void,
     _align: u64,
     // followed by the real file (szOsFile of the underlying VFS)
 }
@@ -313,7 +316,11 @@ unsafe extern "C" fn x_device_characteristics(f: *mut sys::sqlite3_file) -> c_in
     }
 }
 unsafe extern "C" fn x_shm_map(f: *mut sys::sqlite3_file, pg: c_int, sz: c_int, ext: c_int, pp: *mut *mut c_void) -> c_int {
-    fwd!(f, xShmMap, pg, sz, ext, pp)
+    let rc = fwd!(f, xShmMap, pg, sz, ext, pp);
+    if pg == 0 && rc == sys::SQLITE_OK && !pp.is_null() && !(*pp).is_null() {
+        shim(f).shm0 = *pp;
+    }
+    rc
 }
 unsafe extern "C" fn x_shm_lock(f: *mut sys::sqlite3_file, off: c_int, n: c_int, flags: c_int) -> c_int {
     fwd!(f, xShmLock, off, n, flags)
@@ -324,7 +331,19 @@ unsafe extern "C" fn x_shm_barrier(f: *mut sys::sqlite3_file) {
     }
 }
 unsafe extern "C" fn x_shm_unmap(f: *mut sys::sqlite3_file, del: c_int) -> c_int {
+    shim(f).shm0 = std::ptr::null_mut();
     fwd!(f, xShmUnmap, del)
+}
+
+/// Region 0 of the WAL index of `f` if `f` is a file of this VFS with its WAL index mapped
+/// (the memory SQLite itself uses; valid until the connection unmaps it), else null.
+///
+/// SAFETY: `f` is a live `sqlite3_file` (from SQLITE_FCNTL_FILE_POINTER of an open connection).
+pub(super) unsafe fn wal_index_region0(f: *mut sys::sqlite3_file) -> *const u8 {
+    if f.is_null() || (*f).pMethods.is_null() || !METHODS.iter().any(|m| std::ptr::eq(m, (*f).pMethods)) {
+        return std::ptr::null();
+    }
+    shim(f).shm0 as *const u8
 }
 unsafe extern "C" fn x_fetch(f: *mut sys::sqlite3_file, off: sys::sqlite3_int64, n: c_int, pp: *mut *mut c_void) -> c_int {
     if crate::vfs::engaged() && shim(f).durable {
@@ -381,6 +400,7 @@ unsafe extern "C" fn x_open(
             path: std::ptr::null_mut(),
             ckpt_start: None,
             durable: false,
+            shm0: std::ptr::null_mut(),
             _align: 0,
         },
     );

@@ -55,6 +55,8 @@ pub struct Catalog {
     pub buckets: Vec<ShardId>,
     pub indexes: Vec<IndexEntry>,
     data_version: i64,
+    /// lock-free shortcut in front of `PRAGMA data_version` (see `shard::watch`)
+    watch: super::watch::Watch,
 }
 
 fn meta_get(conn: &Connection, key: &str) -> Result<Option<Value>> {
@@ -226,7 +228,9 @@ impl Catalog {
     }
 
     fn loaded(conn: Connection, dir: &Path, table_name: String) -> Result<Catalog> {
+        let watch = super::watch::Watch::default();
         let mut c = Catalog {
+            watch,
             dv_stmt: None,
             conn,
             dir: dir.to_path_buf(),
@@ -246,14 +250,21 @@ impl Catalog {
 
     /// True (and the cached lists reloaded) when another connection changed the catalog.
     pub fn refresh(&mut self) -> Result<bool> {
+        let hdr = self.watch.header(&self.conn);
+        if self.watch.unchanged(&hdr) {
+            return Ok(false); // nothing committed to the catalog since the last real check
+        }
         if self.current_data_version()? != self.data_version {
             self.reload()?;
+            self.watch.remember(hdr);
             return Ok(true);
         }
+        self.watch.remember(hdr);
         Ok(false)
     }
 
     pub fn reload(&mut self) -> Result<()> {
+        self.watch.forget();
         self.data_version = self.current_data_version()?;
         let mut shards = Vec::new();
         let mut st = self.conn.prepare("SELECT shard, file, prefix, is_null, dev, ino FROM shards ORDER BY shard")?;

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod conn;
 pub mod scan;
+pub mod watch;
 
 /// An error about one of the table's files, in words that name the file and the likely fix.
 /// `what` is e.g. "shard file" or "catalog".

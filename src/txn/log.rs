@@ -18,6 +18,8 @@ pub struct TxLog {
     dv_stmt: Option<crate::ffi::api::Statement>,
     conn: Connection,
     data_version: i64,
+    /// lock-free shortcut in front of `PRAGMA data_version` (see `shard::watch`)
+    watch: crate::shard::watch::Watch,
     /// side-table rows to write with the next record (see `stage_side`)
     staged_side: std::cell::RefCell<Vec<super::SideImage>>,
 }
@@ -37,7 +39,8 @@ impl TxLog {
         conn.busy_timeout(BUSY_TIMEOUT_MS);
         conn.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
         conn.exec(super::REDO_SIDE_DDL)?;
-        Ok(TxLog { dv_stmt: None, conn, data_version: -1, staged_side: Default::default() })
+        let watch = crate::shard::watch::Watch::default();
+        Ok(TxLog { dv_stmt: None, conn, data_version: -1, watch, staged_side: Default::default() })
     }
 
     pub fn create(dir: &Path) -> Result<TxLog> {
@@ -69,13 +72,19 @@ impl TxLog {
     /// Makes the next `changed()` report a change (to retry work left for later).
     pub fn invalidate(&mut self) {
         self.data_version = -1;
+        self.watch.forget();
     }
 
     /// True when another connection wrote to the log since the last call.
     pub fn changed(&mut self) -> Result<bool> {
+        let hdr = self.watch.header(&self.conn);
+        if self.watch.unchanged(&hdr) {
+            return Ok(false); // nothing committed to the log since the last real check
+        }
         let v = self.conn.data_version(&mut self.dv_stmt)?;
         let changed = v != self.data_version;
         self.data_version = v;
+        self.watch.remember(hdr);
         Ok(changed)
     }
 
