@@ -447,6 +447,36 @@ unsafe extern "C" fn x_full_pathname(vfs: *mut sys::sqlite3_vfs, name: *const c_
     let real = (*vfs).pAppData as *mut sys::sqlite3_vfs;
     ((*real).xFullPathname.unwrap())(real, name, n, out)
 }
+// Loading extensions through a connection that uses this VFS: forwarded to the default VFS.
+unsafe extern "C" fn x_dl_open(vfs: *mut sys::sqlite3_vfs, name: *const c_char) -> *mut c_void {
+    let real = (*vfs).pAppData as *mut sys::sqlite3_vfs;
+    match (*real).xDlOpen {
+        Some(m) => m(real, name),
+        None => std::ptr::null_mut(),
+    }
+}
+unsafe extern "C" fn x_dl_error(vfs: *mut sys::sqlite3_vfs, n: c_int, out: *mut c_char) {
+    let real = (*vfs).pAppData as *mut sys::sqlite3_vfs;
+    match (*real).xDlError {
+        Some(m) => m(real, n, out),
+        None if n > 0 && !out.is_null() => *out = 0,
+        None => {}
+    }
+}
+type DlSymFn = unsafe extern "C" fn(*mut sys::sqlite3_vfs, *mut c_void, *const c_char);
+unsafe extern "C" fn x_dl_sym(vfs: *mut sys::sqlite3_vfs, h: *mut c_void, sym: *const c_char) -> Option<DlSymFn> {
+    let real = (*vfs).pAppData as *mut sys::sqlite3_vfs;
+    match (*real).xDlSym {
+        Some(m) => m(real, h, sym),
+        None => None,
+    }
+}
+unsafe extern "C" fn x_dl_close(vfs: *mut sys::sqlite3_vfs, h: *mut c_void) {
+    let real = (*vfs).pAppData as *mut sys::sqlite3_vfs;
+    if let Some(m) = (*real).xDlClose {
+        m(real, h)
+    }
+}
 unsafe extern "C" fn x_randomness(vfs: *mut sys::sqlite3_vfs, n: c_int, out: *mut c_char) -> c_int {
     let real = (*vfs).pAppData as *mut sys::sqlite3_vfs;
     ((*real).xRandomness.unwrap())(real, n, out)
@@ -500,10 +530,10 @@ pub fn register() -> crate::error::Result<&'static str> {
             xDelete: Some(x_delete),
             xAccess: Some(x_access),
             xFullPathname: Some(x_full_pathname),
-            xDlOpen: None,
-            xDlError: None,
-            xDlSym: None,
-            xDlClose: None,
+            xDlOpen: Some(x_dl_open),
+            xDlError: Some(x_dl_error),
+            xDlSym: Some(x_dl_sym),
+            xDlClose: Some(x_dl_close),
             xRandomness: Some(x_randomness),
             xSleep: Some(x_sleep),
             xCurrentTime: Some(x_current_time),

@@ -14,7 +14,7 @@
 //!   small tail, the writer's hook copies the tail itself (a tiny PASSIVE checkpoint right after
 //!   its commit), so its next transaction starts with the WAL fully backfilled and SQLite rewinds
 //!   the WAL to its beginning;
-//! - a shard with no commit for 200 ms gets `TRUNCATE`d: its `-wal` file becomes 0 bytes;
+//! - a shard with no commit for 150 ms gets `TRUNCATE`d: its `-wal` file becomes 0 bytes;
 //!   writers of this process that start a transaction meanwhile wait for it in-process
 //!   ([`before_write`]) instead of polling SQLite's lock;
 //! - if the WAL still reaches 8000 frames (the thread cannot keep up), the committing thread

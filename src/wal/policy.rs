@@ -122,7 +122,7 @@ impl Config {
             drain_chunk: threshold / 4,
             hard_cap: threshold.saturating_mul(8),
             tail: (threshold / 8).max(1),
-            idle_ms: 200,
+            idle_ms: 150,
             close_after_ms: 2000,
             retry_ms: 20,
             busy_drain_retry_ms: 2,
@@ -535,7 +535,7 @@ mod tests {
     #[test]
     fn defaults_follow_stock_threshold() {
         let c = cfg();
-        assert_eq!((c.threshold, c.hard_cap, c.tail, c.idle_ms), (1000, 8000, 125, 200));
+        assert_eq!((c.threshold, c.hard_cap, c.tail, c.idle_ms), (1000, 8000, 125, 150));
         assert_eq!(Config::with_threshold(0).threshold, 8);
     }
 
@@ -670,16 +670,16 @@ mod tests {
         let c = cfg();
         let mut s = ShardWal::default();
         s.on_commit(&c, Mode::Managed, 5, 100);
-        assert_eq!(next_job(&c, Mode::Managed, &[s], 250), (None, Some(300)));
-        assert_eq!(next_job(&c, Mode::Managed, &[s], 300).0, Some((0, Job::Truncate)));
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 200), (None, Some(250)));
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 250).0, Some((0, Job::Truncate)));
         // a commit lands while the TRUNCATE runs: the WAL is not empty afterwards
         let seq = s.counters.commits;
         s.on_commit(&c, Mode::Managed, 2, 301);
         s.after_truncate(&c, Outcome::Done { log: 0, ckpt: 0 }, seq, 302, 0);
         assert!(s.dirty);
-        assert_eq!(next_job(&c, Mode::Managed, &[s], 302), (None, Some(501)));
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 302), (None, Some(451)));
         let seq = s.counters.commits;
-        s.after_truncate(&c, Outcome::Done { log: 0, ckpt: 0 }, seq, 501, 0);
+        s.after_truncate(&c, Outcome::Done { log: 0, ckpt: 0 }, seq, 451, 0);
         assert!(!s.dirty && s.frames == 0);
         assert_eq!(s.counters.truncate, 2);
         // the racing commit (5 -> 2 frames) saw the restarted WAL; the next commit after a

@@ -2,6 +2,7 @@
 import pathlib
 
 import apsw
+import pytest
 
 from conftest import open_db, rows
 
@@ -87,3 +88,18 @@ def test_load_twice_is_harmless(db):
     db.load_extension(str(__import__("conftest").SO_PATH))
     (v,), = rows(db, "SELECT shardvt_version()")
     assert v
+
+
+def test_loads_into_a_connection_on_the_shardvt_vfs(db, tmp, so_path):
+    """A connection whose own database uses the `shardvt` VFS (registered by the first load)
+    can load the extension too: the VFS forwards xDlOpen/xDlSym/xDlClose/xDlError."""
+    conn = apsw.Connection(str(tmp / "onvfs.db"), vfs="shardvt")
+    conn.enable_load_extension(True)
+    conn.load_extension(str(so_path))
+    assert rows(conn, "SELECT shardvt_version() IS NOT NULL") == [(1,)]
+    with pytest.raises(apsw.ExtensionLoadingError):
+        conn.load_extension(str(tmp / "no-such-library.so"))
+    conn.execute("CREATE VIRTUAL TABLE t USING sharded(k TEXT, v, shard_key=k, shards=2)")
+    conn.execute("INSERT INTO t VALUES ('a', 1), ('b', 2)")
+    assert rows(conn, "SELECT k, v FROM t ORDER BY k") == [("a", 1), ("b", 2)]
+    conn.close()
