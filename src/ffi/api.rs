@@ -294,6 +294,34 @@ pub const OPEN_READWRITE: c_int = sys::SQLITE_OPEN_READWRITE;
 pub const OPEN_CREATE: c_int = sys::SQLITE_OPEN_CREATE;
 pub const OPEN_READONLY: c_int = sys::SQLITE_OPEN_READONLY;
 
+/// The open WAL file of a [`Connection`], for `sync` — also from another thread, while the
+/// connection itself is not used (its owner waits for the sync to finish).
+pub struct WalHandle {
+    f: *mut sys::sqlite3_file,
+    path: String,
+}
+
+// SAFETY: a sqlite3_file may be synced from any thread as long as no other call on it runs at
+// the same time; the owner of the connection guarantees that (see the type's doc).
+unsafe impl Send for WalHandle {}
+
+impl WalHandle {
+    pub fn sync(&self) -> Result<()> {
+        // SAFETY: f is the connection's open WAL file (alive while the connection is, and the
+        // connection outlives this handle's use); syncing it is always allowed.
+        let rc = unsafe {
+            match (*self.f).pMethods.as_ref().and_then(|m| m.xSync) {
+                Some(sync) => sync(self.f, sys::SQLITE_SYNC_NORMAL),
+                None => sys::SQLITE_OK,
+            }
+        };
+        if rc != sys::SQLITE_OK {
+            return Err(Error::sqlite(rc, format!("disk I/O error syncing the WAL of {}", self.path)));
+        }
+        Ok(())
+    }
+}
+
 /// An owned SQLite connection to a shard or catalog file.
 pub struct Connection {
     db: *mut sys::sqlite3,
@@ -423,10 +451,9 @@ impl Connection {
         Some(out)
     }
 
-    /// Makes everything already written to this database's WAL durable: xSync on the WAL file
-    /// handle (SQLITE_FCNTL_JOURNAL_POINTER), through the VFS like any SQLite sync. No WAL open
-    /// yet: nothing to sync.
-    pub fn sync_wal(&self) -> Result<()> {
+    /// The handle of this connection's open WAL file (SQLITE_FCNTL_JOURNAL_POINTER); None when
+    /// no WAL is open yet.
+    pub fn wal_handle(&self) -> Option<WalHandle> {
         let mut f: *mut sys::sqlite3_file = ptr::null_mut();
         // SAFETY: live handle; JOURNAL_POINTER writes a sqlite3_file* (or leaves NULL).
         let rc = unsafe {
@@ -437,20 +464,16 @@ impl Connection {
                 &mut f as *mut *mut sys::sqlite3_file as *mut c_void
             ))
         };
-        if rc != sys::SQLITE_OK || f.is_null() {
-            return Ok(());
+        (rc == sys::SQLITE_OK && !f.is_null()).then(|| WalHandle { f, path: self.path.clone() })
+    }
+
+    /// Makes everything already written to this database's WAL durable: xSync on the WAL file
+    /// handle, through the VFS like any SQLite sync. No WAL open yet: nothing to sync.
+    pub fn sync_wal(&self) -> Result<()> {
+        match self.wal_handle() {
+            Some(h) => h.sync(),
+            None => Ok(()),
         }
-        // SAFETY: f is the connection's open journal/WAL file; syncing it is always allowed.
-        let rc = unsafe {
-            match (*f).pMethods.as_ref().and_then(|m| m.xSync) {
-                Some(sync) => sync(f, sys::SQLITE_SYNC_NORMAL),
-                None => sys::SQLITE_OK,
-            }
-        };
-        if rc != sys::SQLITE_OK {
-            return Err(Error::sqlite(rc, format!("disk I/O error syncing the WAL of {}", self.path)));
-        }
-        Ok(())
     }
 
     /// Runs `f` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back if it fails.

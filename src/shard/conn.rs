@@ -32,6 +32,8 @@ pub struct ShardConn {
     pub conn: Connection,
     pub id: ShardId,
     pub txn_levels: Option<u32>,
+    /// the connection runs `synchronous=FULL` (`wal::Durability::Full`), else NORMAL
+    sync_full: bool,
 }
 
 const CACHE_PER_SQL: usize = 4;
@@ -69,7 +71,7 @@ impl ShardConn {
         for ix in indexes {
             conn.exec(&index_sql(ix))?;
         }
-        Ok(ShardConn { cache: HashMap::new(), conn, id, txn_levels: None })
+        Ok(ShardConn { cache: HashMap::new(), conn, id, txn_levels: None, sync_full: false })
     }
 
     /// Opens an existing shard file, refusing one that is not the file the catalog recorded
@@ -107,7 +109,7 @@ impl ShardConn {
         let mut st = conn.prepare(&format!("SELECT 1 FROM {SHARD_TABLE} LIMIT 0")).map_err(ctx)?;
         st.step().map_err(ctx)?;
         drop(st);
-        Ok(ShardConn { cache: HashMap::new(), conn, id, txn_levels: None })
+        Ok(ShardConn { cache: HashMap::new(), conn, id, txn_levels: None, sync_full: false })
     }
 
     /// Adds the shard file's path to errors about the file itself (I/O, full, corrupt,
@@ -190,6 +192,11 @@ impl ShardConn {
     /// `ShardedTable::write_conn`: lock order).
     pub fn ensure_txn(&mut self, depth: u32, wait: bool) -> Result<()> {
         if self.txn_levels.is_none() {
+            let full = crate::wal::durability() == crate::wal::Durability::Full;
+            if full != self.sync_full {
+                self.exec(if full { "PRAGMA synchronous=FULL" } else { "PRAGMA synchronous=NORMAL" })?;
+                self.sync_full = full;
+            }
             crate::wal::before_write(self.conn.path()); // waits out this process's WAL truncate
             if !wait {
                 self.conn.busy_timeout(OUT_OF_ORDER_WAIT_MS);

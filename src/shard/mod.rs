@@ -38,3 +38,21 @@ pub fn file_identity(path: &std::path::Path) -> std::io::Result<(u64, u64, u64)>
 pub const SHARD_TABLE: &str = "data";
 /// Default busy timeout for shard and catalog connections, in milliseconds.
 pub const BUSY_TIMEOUT_MS: i32 = 5000;
+
+/// fsyncs the given WAL files concurrently (one thread per file after the first, which is
+/// synced on the calling thread); the first error, if any.
+pub fn sync_wals_parallel(handles: Vec<crate::ffi::api::WalHandle>) -> crate::error::Result<()> {
+    let mut it = handles.into_iter();
+    let Some(first) = it.next() else { return Ok(()) };
+    std::thread::scope(|s| {
+        let workers: Vec<_> = it.map(|h| s.spawn(move || h.sync())).collect();
+        let mut r = first.sync();
+        for w in workers {
+            let wr = w.join().unwrap_or_else(|_| Err(crate::error::Error::internal("sharded: WAL sync thread panicked")));
+            if r.is_ok() {
+                r = wr;
+            }
+        }
+        r
+    })
+}

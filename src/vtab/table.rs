@@ -1240,12 +1240,24 @@ impl VTab for ShardedTable {
     fn commit(&mut self) -> Result<()> {
         let mut first_err = None;
         let ids: Vec<ShardId> = self.conns.keys().copied().collect();
+        let mut committed = Vec::new();
         for id in ids {
             let c = self.conns.get_mut(&id).unwrap();
+            let wrote = c.txn_levels.is_some();
             if let Err(e) = c.commit() {
                 crate::ffi::api::log(e.code(), &format!("sharded: commit of shard {} failed: {}", id.0, e.message));
                 let _ = c.rollback();
                 first_err.get_or_insert(e);
+            } else if wrote {
+                committed.push(id);
+            }
+        }
+        if first_err.is_none() && crate::wal::durability() == crate::wal::Durability::Parallel {
+            // durable_commit=1: the touched shards' WALs, fsynced in parallel (the host waits)
+            let handles = committed.iter().filter_map(|id| self.conns.get(id).and_then(|c| c.conn.wal_handle())).collect();
+            if let Err(e) = crate::shard::sync_wals_parallel(handles) {
+                crate::ffi::api::log(e.code(), &format!("sharded: COMMIT of {} is done but not yet durable: {}", self.name, e.message));
+                first_err = Some(e);
             }
         }
         self.in_txn = false;

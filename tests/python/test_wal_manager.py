@@ -271,7 +271,7 @@ def test_oldest_reader_age_and_backpressure(connect, tmp):
     [st] = wal_stats(conn, "bp.t.shards")
     assert st["oldest_reader_ms"] >= 300, st
     assert json.loads(scalar(conn, "SELECT shardvt_wal_config()")) == {
-        "backpressure_frames": 0, "backpressure_delay_ms": 5, "max_snapshot_ms": 60000}
+        "backpressure_frames": 0, "backpressure_delay_ms": 5, "max_snapshot_ms": 60000, "durable_commit": 0}
     try:
         assert scalar(conn, "SELECT shardvt_wal_config('backpressure_frames', 1500)") == 1500
         assert scalar(conn, "SELECT shardvt_wal_config('backpressure_delay_ms', 10)") == 10
@@ -337,3 +337,58 @@ def test_own_scan_snapshot_age_is_bounded(connect, tmp):
         assert size(shard + "-wal") == 0
     finally:
         conn.execute("SELECT shardvt_wal_config('max_snapshot_ms', 60000)")
+
+
+def test_durable_commit_syncs_the_touched_wals(connect, tmp):
+    """Issue 5 item 3: shards run synchronous=NORMAL (a commit does not fsync); with
+    durable_commit=1 the -wal files of exactly the shards a transaction wrote are fsynced at the
+    end of its COMMIT (in parallel); durable_commit=2 is SQLite's own synchronous=FULL on the
+    shards (the baseline)."""
+    conn = connect(tmp / "dur.db")
+    conn.execute("CREATE VIRTUAL TABLE t USING sharded(k TEXT, v, shard_key=k, shards=4)")
+    keys = {}
+    i = 0
+    while len(keys) < 4:  # one key per shard
+        keys.setdefault(scalar(conn, "SELECT shardvt_route('t', ?)", (f"k{i}",)), f"k{i}")
+        i += 1
+
+    def wal_syncs():
+        out = {}
+        for x in json.loads(scalar(conn, "SELECT shardvt_io_stats('dur.t.shards')")):
+            name = os.path.basename(x["path"])
+            if x["class"] == "wal" and name.startswith("shard-"):
+                out[name] = x["syncs"]
+        return out
+
+    def txn(shards):
+        conn.execute("BEGIN")
+        for s in shards:
+            conn.execute("INSERT INTO t VALUES (?, 1)", (keys[s],))
+        conn.execute("COMMIT")
+
+    txn([0])  # open every WAL first
+    txn([0, 1, 2, 3])
+    try:
+        before = wal_syncs()
+        txn([1])
+        assert wal_syncs() == before, "NORMAL: a one-shard commit does not fsync"
+        assert scalar(conn, "SELECT shardvt_wal_config('durable_commit', 1)") == 1
+        before = wal_syncs()
+        txn([1, 3])
+        after = wal_syncs()
+        grew = {n for n in after if after[n] > before.get(n, 0)}
+        assert grew == {os.path.basename(f"shard-{s:04d}.db") for s in (1, 3)}, (before, after)
+        before = wal_syncs()
+        txn([2])
+        after = wal_syncs()
+        assert [n for n in after if after[n] > before.get(n, 0)] == ["shard-0002.db"]
+        assert scalar(conn, "SELECT shardvt_wal_config('durable_commit', 2)") == 2
+        before = wal_syncs()
+        txn([0])
+        after = wal_syncs()
+        assert after["shard-0000.db"] > before["shard-0000.db"], "FULL: SQLite syncs at commit"
+        with pytest.raises(apsw.SQLError, match="durable_commit must be between 0 and 2"):
+            conn.execute("SELECT shardvt_wal_config('durable_commit', 3)")
+    finally:
+        conn.execute("SELECT shardvt_wal_config('durable_commit', 0)")
+    assert scalar(conn, "SELECT count(*) FROM t") == 10
