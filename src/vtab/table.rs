@@ -1210,10 +1210,14 @@ impl VTab for ShardedTable {
         // The images carry every earlier commit of these shards, some possibly only NORMAL-synced
         // (single-shard commits, ours or other processes'). Make them durable before the record
         // that contains their effects, or a power loss could re-apply half of such a commit.
+        // One fsync per participant, concurrently.
+        let mut handles = Vec::new();
         for id in &participants {
-            let c = self.conn(*id)?;
-            c.conn.sync_wal().map_err(|e| c.annotate(e))?;
+            if let Some(h) = self.conn(*id)?.conn.wal_handle() {
+                handles.push(h);
+            }
         }
+        crate::shard::sync_wals_parallel(handles)?;
         let shard_nums: Vec<u32> = participants.iter().map(|s| s.0).collect();
         let txid =
             self.txlog.write_record(&shard_nums, &images, prepared.as_ref().map(|(g, c)| (g.as_str(), c.as_str())))?;
@@ -1252,7 +1256,8 @@ impl VTab for ShardedTable {
                 committed.push(id);
             }
         }
-        if first_err.is_none() && crate::wal::durability() == crate::wal::Durability::Parallel {
+        let logged = self.pending_txid.is_some(); // its synced redo record already makes it durable
+        if first_err.is_none() && !logged && crate::wal::durability() == crate::wal::Durability::Parallel {
             // durable_commit=1: the touched shards' WALs, fsynced in parallel (the host waits)
             let handles = committed.iter().filter_map(|id| self.conns.get(id).and_then(|c| c.conn.wal_handle())).collect();
             if let Err(e) = crate::shard::sync_wals_parallel(handles) {
