@@ -11,6 +11,9 @@
 //! Each worker's statement is one read transaction on its shard, so every shard is read at one
 //! point in time, as in a sequential scan. Requires a thread-safe host library (checked by the
 //! caller). Errors travel through the channel and surface from xNext/xFilter.
+//!
+//! `collect_all` is the batch form used by `sharded_agg`: a few worker threads run one query on
+//! every shard (each shard's partial aggregate, whose result is small) and return all rows.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,6 +31,46 @@ pub const CHANNEL_BATCHES: usize = 4;
 const POOL_PER_SHARD: usize = 2;
 
 pub type Row = Vec<Value>;
+
+/// Runs `sql` on every shard file in `paths`, on up to `threads` worker threads with read-only
+/// connections from `pool`; returns each shard's rows, in `paths` order.
+pub fn collect_all(pool: &ReaderPool, paths: &[PathBuf], sql: &str, threads: usize) -> Result<Vec<Vec<Row>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<Vec<Row>>>>> = paths.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, paths.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= paths.len() {
+                    break;
+                }
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| query_all(pool, &paths[i], sql)))
+                    .unwrap_or_else(|_| Err(Error::internal("sharded: a shard worker panicked")));
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(|| Err(Error::internal("sharded: shard not read"))))
+        .collect()
+}
+
+fn query_all(pool: &ReaderPool, path: &PathBuf, sql: &str) -> Result<Vec<Row>> {
+    let c = pool.take(path)?;
+    let r = (|| {
+        let mut st = c.prepare(sql)?;
+        let n = st.column_count();
+        let mut rows = Vec::new();
+        while st.step()? {
+            rows.push((0..n).map(|i| st.column_value(i)).collect());
+        }
+        Ok(rows)
+    })();
+    pool.give(path.clone(), c);
+    r
+}
 type Batch = Result<Vec<Row>>;
 
 /// Idle read-only connections per shard file, shared with worker threads.

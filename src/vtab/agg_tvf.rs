@@ -107,8 +107,25 @@ pub fn run(db: HostDb, sql: &str) -> Result<AggResult> {
         }
         scratch.exec("BEGIN")?;
         let ids = t.all_shards()?;
+        let threads = t.parallel_agg_threads(&ids);
         for part in &plan.partials {
             let mut ins = scratch.prepare(&part.insert_sql())?;
+            if threads > 1 {
+                // each shard's partial on a worker thread (read-only connections), combined here
+                let paths = ids.iter().map(|&id| t.shard_path(id)).collect::<Result<Vec<_>>>()?;
+                let per_shard = crate::shard::scan::collect_all(&t.reader_pool, &paths, &part.shard_sql, threads)
+                    .map_err(|e| e.context("sharded_agg"))?;
+                for rows in per_shard {
+                    for row in rows {
+                        for (i, v) in row.iter().enumerate().take(part.ncols) {
+                            ins.bind(i + 1, v)?;
+                        }
+                        ins.step()?;
+                        ins.reset();
+                    }
+                }
+                continue;
+            }
             for &id in &ids {
                 let sc = t.conn(id)?;
                 let mut st = sc.conn.prepare(&part.shard_sql).map_err(|e| e.context("sharded_agg"))?;

@@ -456,6 +456,20 @@ impl ShardedTable {
     /// sequential merge, see README), several shards, no write transaction of ours (a transaction
     /// must read its own uncommitted writes, which only its connections see), a thread-safe host,
     /// and at least `SHARDVT_PARALLEL_MIN_BYTES` (default [`PARALLEL_MIN_BYTES`]) of shard files.
+    /// Worker threads for `sharded_agg`'s per-shard partial queries: the machine's cores (at
+    /// most 8), or 1 (sequential, on this table's own connections) inside a write transaction
+    /// (its uncommitted rows must be seen), with a single-threaded host library, for one shard,
+    /// or with SHARDVT_PARALLEL=0.
+    pub(crate) fn parallel_agg_threads(&self, shards: &[ShardId]) -> usize {
+        if shards.len() < 2 || self.in_txn || !crate::ffi::api::host_threadsafe() {
+            return 1;
+        }
+        if std::env::var("SHARDVT_PARALLEL").map(|v| v.trim() == "0").unwrap_or(false) {
+            return 1;
+        }
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
+    }
+
     pub(crate) fn parallel_scan(&self, shards: &[ShardId]) -> bool {
         if shards.len() < 2 || self.in_txn || !crate::ffi::api::host_threadsafe() {
             return false;
