@@ -553,8 +553,7 @@ def report(args, res, configs, plain, probe, run_s, load_start):
           f"process and database per round; percentiles pool all rounds ({args.rounds * args.commits} commits per cell).")
     if plain:
         print("Plain host file: the native table lives in a database `h` ATTACHed to the host connection through the "
-              "shardvt VFS (managed: `shardvt_manage_wal('h')`), not in `main`: loading the library into a connection "
-              "whose main database uses the shardvt VFS crashes (that VFS has no xDlOpen).")
+              "shardvt VFS (managed: `shardvt_manage_wal('h')`), so that its I/O is counted like the shards'.")
     else:
         print("The plain host file configuration (`shardvt_manage_wal`) was skipped: the loaded library has no "
               "`shardvt_manage_wal` function.")
