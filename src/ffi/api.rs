@@ -328,6 +328,40 @@ pub struct Connection {
     path: String,
     /// The WAL hook's observer (`ffi::walhook::install`); dropped after the handle is closed.
     pub(super) wal_observer: Option<Box<Box<dyn super::walhook::WalObserver>>>,
+    /// State of the busy handler (`busy_timeout`); unregistered before the handle is closed.
+    busy: Box<BusyState>,
+}
+
+/// A lock held by another connection: wait in short, growing steps (`shard::busy_step`: 20 µs
+/// doubling to 1 ms) instead of SQLite's default busy handler, whose first sleep is a whole
+/// millisecond although shard transactions hold their lock for tens of microseconds.
+struct BusyState {
+    timeout_ms: std::cell::Cell<i32>,
+    start: std::cell::Cell<std::time::Instant>,
+}
+
+unsafe extern "C" fn x_busy(arg: *mut c_void, count: c_int) -> c_int {
+    // SAFETY: arg is the connection's Box<BusyState>, alive until the handler is unregistered
+    // in Drop; SQLite calls the handler on the connection's own thread.
+    let st = &*(arg as *const BusyState);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let timeout = st.timeout_ms.get();
+        if timeout <= 0 {
+            return 0;
+        }
+        let now = std::time::Instant::now();
+        if count == 0 {
+            st.start.set(now);
+        }
+        let limit = std::time::Duration::from_millis(timeout as u64);
+        let waited = now.duration_since(st.start.get());
+        if waited >= limit {
+            return 0;
+        }
+        std::thread::sleep(crate::shard::busy_step(count as u32).min(limit - waited));
+        1
+    }))
+    .unwrap_or(0)
 }
 
 // SAFETY: connections are opened in SQLite's serialized or multi-thread mode and used by one
@@ -361,7 +395,13 @@ impl Connection {
         }
         // SAFETY: live handle; enable extended result codes for precise errors.
         unsafe { call!(extended_result_codes(db, 1)) };
-        Ok(Connection { db, path: path.to_string(), wal_observer: None })
+        let busy = Box::new(BusyState {
+            timeout_ms: std::cell::Cell::new(0),
+            start: std::cell::Cell::new(std::time::Instant::now()),
+        });
+        // SAFETY: live handle; the box is kept in the Connection and outlives the registration.
+        unsafe { call!(busy_handler(db, Some(x_busy), &*busy as *const BusyState as *mut c_void)) };
+        Ok(Connection { db, path: path.to_string(), wal_observer: None, busy })
     }
     /// The raw handle, for the other FFI modules (`walhook`).
     pub(super) fn handle(&self) -> *mut sys::sqlite3 {
@@ -393,9 +433,10 @@ impl Connection {
         // SAFETY: live handle.
         unsafe { call!(changes(self.db)) as i64 }
     }
+    /// How long a statement waits for a lock held by another connection before SQLITE_BUSY
+    /// (our busy handler, see `BusyState`; replaces `sqlite3_busy_timeout`).
     pub fn busy_timeout(&self, ms: i32) {
-        // SAFETY: live handle.
-        unsafe { call!(busy_timeout(self.db, ms)) };
+        self.busy.timeout_ms.set(ms);
     }
     pub fn errmsg(&self) -> String {
         // SAFETY: live handle.
@@ -502,6 +543,8 @@ impl Drop for Connection {
         if self.wal_observer.is_some() {
             super::walhook::uninstall(self.db);
         }
+        // SAFETY: live handle; a NULL callback unregisters ours before its state is freed.
+        unsafe { call!(busy_handler(self.db, None, ptr::null_mut())) };
         // SAFETY: we own the handle; close_v2 defers if statements are still alive.
         unsafe { call!(close_v2(self.db)) };
     }
