@@ -120,6 +120,9 @@ pub struct Capture {
     pub store: Store,
     /// `outbox_retention`: seconds an acknowledged change is kept before a purge may delete it
     pub retention_secs: u64,
+    /// a ROLLBACK TO (statement or savepoint) ran in this transaction: some shards may have
+    /// lost all their outbox rows, so `seal` checks each one
+    partial_rollback: bool,
 }
 
 impl Capture {
@@ -152,6 +155,7 @@ impl Capture {
             gone_ready: HashSet::new(),
             store: Store::default(),
             retention_secs: cfg.outbox_retention,
+            partial_rollback: false,
         }
     }
 
@@ -240,6 +244,10 @@ impl Capture {
             if c.txn_levels.is_none() {
                 continue;
             }
+            if !self.partial_rollback {
+                kept.push((id, first)); // nothing was undone: the rows recorded here are all there
+                continue;
+            }
             let mut st = c.take(ANY_SQL)?;
             let any = st.bind_i64(1, first).and_then(|_| st.step()).map(|_| st.column_i64(0) > 0);
             c.give(ANY_SQL, st);
@@ -287,8 +295,14 @@ impl Capture {
         self.gone_ready.clear();
     }
 
+    /// A ROLLBACK TO ran (statement rollback or savepoint).
+    pub fn note_partial_rollback(&mut self) {
+        self.partial_rollback = true;
+    }
+
     /// Forgets the transaction (COMMIT, ROLLBACK, BEGIN).
     pub fn end_txn(&mut self) {
+        self.partial_rollback = false;
         self.txid = None;
         self.next_tn = 0;
         self.first_seq.clear();

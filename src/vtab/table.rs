@@ -1350,7 +1350,9 @@ impl VTab for ShardedTable {
     }
 
     fn rollback_to(&mut self, n: i32) -> Result<()> {
-        
+        if let Some(ob) = self.outbox.as_mut() {
+            ob.note_partial_rollback();
+        }
         for c in self.conns.values_mut() {
             c.rollback_to(n)?;
         }
