@@ -371,7 +371,14 @@ unsafe impl Send for Connection {}
 impl Connection {
     /// Opens `path` through the `shardvt` VFS (per-file I/O statistics, fault injection) when it
     /// is registered, else through the default VFS.
+    ///
+    /// Always with SQLITE_OPEN_NOMUTEX ("multi-thread" mode for this connection): a Connection
+    /// is owned by one thread at a time (a table's shard connections are used only inside the
+    /// host connection's callbacks; pool and manager connections are handed over, never
+    /// shared), so SQLite's per-connection mutex, taken by every step and column call in the
+    /// default serialized mode, is pure overhead (a mutex pair per call per row in a scan).
     pub fn open(path: &str, flags: c_int) -> Result<Connection> {
+        let flags = flags | sys::SQLITE_OPEN_NOMUTEX;
         let c = cstring(path)?;
         let mut db: *mut sys::sqlite3 = ptr::null_mut();
         let vfs = if super::vfs::is_registered() { c"shardvt".as_ptr() } else { ptr::null() };
