@@ -515,15 +515,6 @@ impl Connection {
         (rc == sys::SQLITE_OK && !f.is_null()).then(|| WalHandle { f, path: self.path.clone() })
     }
 
-    /// Makes everything already written to this database's WAL durable: xSync on the WAL file
-    /// handle, through the VFS like any SQLite sync. No WAL open yet: nothing to sync.
-    pub fn sync_wal(&self) -> Result<()> {
-        match self.wal_handle() {
-            Some(h) => h.sync(),
-            None => Ok(()),
-        }
-    }
-
     /// Runs `f` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back if it fails.
     pub fn write_txn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.exec("BEGIN IMMEDIATE")?;

@@ -451,11 +451,6 @@ impl ShardedTable {
             .ok_or_else(|| Error::shard(format!("sharded: shard {} is not in the catalog", id.0)))
     }
 
-    /// Whether a scan of `shards` runs on worker threads: enabled with `SHARDVT_PARALLEL=1`
-    /// (off by default: on the 2-core machine it was measured on, the threads did not beat the
-    /// sequential merge, see README), several shards, no write transaction of ours (a transaction
-    /// must read its own uncommitted writes, which only its connections see), a thread-safe host,
-    /// and at least `SHARDVT_PARALLEL_MIN_BYTES` (default [`PARALLEL_MIN_BYTES`]) of shard files.
     /// Worker threads for `sharded_agg`'s per-shard partial queries: the machine's cores (at
     /// most 8), or 1 (sequential, on this table's own connections) inside a write transaction
     /// (its uncommitted rows must be seen), with a single-threaded host library, for one shard,
@@ -470,6 +465,11 @@ impl ShardedTable {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
     }
 
+    /// Whether a scan of `shards` runs on worker threads: enabled with `SHARDVT_PARALLEL=1`
+    /// (off by default: on the 2-core machine it was measured on, the threads did not beat the
+    /// sequential merge, see README), several shards, no write transaction of ours (a transaction
+    /// must read its own uncommitted writes, which only its connections see), a thread-safe host,
+    /// and at least `SHARDVT_PARALLEL_MIN_BYTES` (default [`PARALLEL_MIN_BYTES`]) of shard files.
     pub(crate) fn parallel_scan(&self, shards: &[ShardId]) -> bool {
         if shards.len() < 2 || self.in_txn || !crate::ffi::api::host_threadsafe() {
             return false;
