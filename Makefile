@@ -60,6 +60,7 @@ bench: $(EXT)
 
 bench-wal: $(EXT)
 	$(PY) bench/wal_bench.py --ext ./$(EXT)
+	$(PY) bench/vfs_bench.py --ext ./$(EXT)
 
 crash: $(EXT)
 	$(PY) tests/crash/harness.py --rounds 1000
