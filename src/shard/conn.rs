@@ -190,6 +190,11 @@ impl ShardConn {
     /// [`OUT_OF_ORDER_WAIT_MS`] (brief holders: an outbox export, recovery, a checkpoint), then
     /// fails with SQLITE_BUSY instead of waiting the full busy timeout (see
     /// `ShardedTable::write_conn`: lock order).
+    /// Puts back the `synchronous` level this connection runs at (after a temporary change).
+    pub fn restore_synchronous(&self) -> Result<()> {
+        self.conn.exec(if self.sync_full { "PRAGMA synchronous=FULL" } else { "PRAGMA synchronous=NORMAL" })
+    }
+
     pub fn ensure_txn(&mut self, depth: u32, wait: bool) -> Result<()> {
         if self.txn_levels.is_none() {
             let full = crate::wal::durability() == crate::wal::Durability::Full;

@@ -227,9 +227,17 @@ impl ShardedTable {
         let mut shards: Vec<u32> = entries.iter().flat_map(|e| e.shards.iter().copied()).collect();
         shards.sort_unstable();
         shards.dedup();
-        // 1. Make the participants' commits durable. Busy shard: try again another time.
+        // 1. Make the participants' commits durable: fsync their WALs, concurrently (everything
+        //    a WAL holds becomes durable; frames already gone from it were checkpointed into a
+        //    synced database file). A shard whose WAL this connection has not opened gets a
+        //    tiny synchronous=FULL commit instead; busy: try again another time.
+        let mut handles = Vec::new();
         for &s in &shards {
             let c = self.conn(ShardId(s))?;
+            if let Some(h) = c.conn.wal_handle() {
+                handles.push(h);
+                continue;
+            }
             c.conn.exec("PRAGMA synchronous=FULL")?;
             let r = (|| -> Result<bool> {
                 if !c.try_begin_immediate()? {
@@ -238,11 +246,12 @@ impl ShardedTable {
                 c.conn.exec("INSERT OR REPLACE INTO _shardvt_txn(txid) VALUES (0); COMMIT;")?;
                 Ok(true)
             })();
-            let _ = c.conn.exec("PRAGMA synchronous=NORMAL");
+            c.restore_synchronous()?;
             if !r? {
                 return Ok(());
             }
         }
+        crate::shard::sync_wals_parallel(handles)?;
         // 2. Forget the entries, 3. then their markers (orphan markers are harmless: txids are
         // never reused).
         let txids: Vec<i64> = entries.iter().map(|e| e.txid).collect();
