@@ -115,6 +115,24 @@ def run_consumer(db, so, pg, crash=None, kill_after=None, follow=True):
         return "timeout"
 
 
+class Checks:
+    """Named pass/fail checks printed as `<name>: ok|FAIL <what>`; `summary()` prints the tally
+    and returns the exit status (shared with e2e_nats.py)."""
+
+    def __init__(self, name):
+        self.name, self.passed, self.failed = name, 0, 0
+
+    def __call__(self, what, ok, detail=""):
+        print(f"{self.name}: {'ok  ' if ok else 'FAIL'} {what}{(': ' + detail) if detail and not ok else ''}", flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+
+    def summary(self):
+        print(f"{self.name}: {self.passed} passed, {self.failed} failed", flush=True)
+        return 1 if self.failed else 0
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pg", required=True)
@@ -128,15 +146,7 @@ def main():
         writer(db, a.so, a.writer)
         return 0
 
-    passed, failed = 0, 0
-
-    def check(name, ok, detail=""):
-        nonlocal passed, failed
-        print(f"outbox-e2e: {'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail and not ok else ''}", flush=True)
-        if ok:
-            passed += 1
-        else:
-            failed += 1
+    check = Checks("outbox-e2e")
 
     work.mkdir(parents=True, exist_ok=True)
     conn = connect(db, a.so)
@@ -176,8 +186,7 @@ def main():
     (stats,), = conn.execute("SELECT shardvt_outbox_stats(?)", (TABLE,))
     lag = {c["name"]: c["lag"] for c in json.loads(stats)["consumers"]}
     check("consumer lag is 0 and acknowledged changes were purged", lag == {"postgres": 0} and json.loads(stats)["retained"] == 0, stats)
-    print(f"outbox-e2e: {passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

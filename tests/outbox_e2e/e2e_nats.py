@@ -134,15 +134,7 @@ def main():
         e2e.writer(db, a.so, a.writer)
         return 0
 
-    passed, failed = 0, 0
-
-    def check(name, ok, detail=""):
-        nonlocal passed, failed
-        print(f"{NAME}: {'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail and not ok else ''}", flush=True)
-        if ok:
-            passed += 1
-        else:
-            failed += 1
+    check = e2e.Checks(NAME)
 
     work.mkdir(parents=True, exist_ok=True)
     conn = e2e.connect(db, a.so)
@@ -217,8 +209,7 @@ def main():
     check("the sink applied the whole stream and its consumer has nothing pending",
           position == len(positions) and info.num_pending == 0 and info.num_ack_pending == 0,
           f"position {position}, stream {len(positions)}, pending {info.num_pending}, ack pending {info.num_ack_pending}")
-    print(f"{NAME}: {passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    return check.summary()
 
 
 if __name__ == "__main__":
