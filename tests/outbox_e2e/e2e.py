@@ -115,6 +115,26 @@ def run_consumer(db, so, pg, crash=None, kill_after=None, follow=True):
         return "timeout"
 
 
+def check_equal_and_drained(check, conn, pg_dsn, consumer, what):
+    """The end state: PostgreSQL equals the sharded table row for row, and `consumer` has no lag
+    left with every acknowledged change purged (shared with e2e_nats.py)."""
+    lite_rows = [tuple(r) for r in conn.execute(f"SELECT id, customer, amount, note, payload, qty FROM {TABLE} ORDER BY id")]
+    with psycopg.connect(pg_dsn) as pg:
+        pg_rows = [
+            (i, c, am, no, bytes(pl) if pl is not None else None, q)
+            for i, c, am, no, pl, q in pg.execute(f"SELECT id, customer, amount, note, payload, qty FROM {TABLE} ORDER BY id")
+        ]
+    diff = [(x, y) for x, y in zip(lite_rows, pg_rows) if x != y][:3]
+    check(
+        f"PostgreSQL equals the sharded table row for row ({len(lite_rows)} rows)",
+        lite_rows == pg_rows and len(lite_rows) > 0,
+        f"sqlite {len(lite_rows)} rows, postgres {len(pg_rows)} rows, first differences {diff}",
+    )
+    (stats,), = conn.execute("SELECT shardvt_outbox_stats(?)", (TABLE,))
+    lag = {c["name"]: c["lag"] for c in json.loads(stats)["consumers"]}
+    check(what, lag == {consumer: 0} and json.loads(stats)["retained"] == 0, stats)
+
+
 class Checks:
     """Named pass/fail checks printed as `<name>: ok|FAIL <what>`; `summary()` prints the tally
     and returns the exit status (shared with e2e_nats.py)."""
@@ -171,21 +191,7 @@ def main():
     rc = run_consumer(db, a.so, a.pg, follow=False)
     check("final drain", rc == 0, f"exit {rc}")
 
-    lite_rows = [tuple(r) for r in conn.execute(f"SELECT id, customer, amount, note, payload, qty FROM {TABLE} ORDER BY id")]
-    with psycopg.connect(a.pg) as pg:
-        pg_rows = [
-            (i, c, am, no, bytes(pl) if pl is not None else None, q)
-            for i, c, am, no, pl, q in pg.execute(f"SELECT id, customer, amount, note, payload, qty FROM {TABLE} ORDER BY id")
-        ]
-    diff = [(x, y) for x, y in zip(lite_rows, pg_rows) if x != y][:3]
-    check(
-        f"PostgreSQL equals the sharded table row for row ({len(lite_rows)} rows)",
-        lite_rows == pg_rows and len(lite_rows) > 0,
-        f"sqlite {len(lite_rows)} rows, postgres {len(pg_rows)} rows, first differences {diff}",
-    )
-    (stats,), = conn.execute("SELECT shardvt_outbox_stats(?)", (TABLE,))
-    lag = {c["name"]: c["lag"] for c in json.loads(stats)["consumers"]}
-    check("consumer lag is 0 and acknowledged changes were purged", lag == {"postgres": 0} and json.loads(stats)["retained"] == 0, stats)
+    check_equal_and_drained(check, conn, a.pg, "postgres", "consumer lag is 0 and acknowledged changes were purged")
     return check.summary()
 
 
