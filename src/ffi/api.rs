@@ -617,6 +617,28 @@ impl Statement {
         let rc = unsafe { call!(bind_value(self.stmt, i as c_int, v.p)) };
         self.check(rc)
     }
+    /// Binds UTF-8 text (copied by SQLite), or NULL for None.
+    pub fn bind_str(&mut self, i: usize, t: Option<&str>) -> Result<()> {
+        // SAFETY: live statement; SQLITE_TRANSIENT makes SQLite copy the text.
+        let rc = unsafe {
+            match t {
+                None => call!(bind_null(self.stmt, i as c_int)),
+                Some(t) => call!(bind_text(
+                    self.stmt,
+                    i as c_int,
+                    t.as_ptr() as *const c_char,
+                    t.len() as c_int,
+                    sys::SQLITE_TRANSIENT()
+                )),
+            }
+        };
+        self.check(rc)
+    }
+    pub fn bind_f64(&mut self, i: usize, x: f64) -> Result<()> {
+        // SAFETY: live statement.
+        let rc = unsafe { call!(bind_double(self.stmt, i as c_int, x)) };
+        self.check(rc)
+    }
     pub fn bind_i64(&mut self, i: usize, x: i64) -> Result<()> {
         // SAFETY: live statement.
         let rc = unsafe { call!(bind_int64(self.stmt, i as c_int, x)) };

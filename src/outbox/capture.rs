@@ -1,17 +1,30 @@
 //! The write side: recording changes in a shard's outbox inside the shard transaction.
 //!
 //! Per host transaction (reset by `end_txn`): a `txid` (16 hex digits, made on the first
-//! change), a change counter `tn` (1, 2, … in the order the changes were made, across shards),
-//! and the first outbox `seq` written on each shard. Because the shard is write-locked from its
-//! first write until COMMIT and `seq` is max + 1, the rows `seq >= first` of a shard are
-//! exactly this transaction's (savepoint rollbacks remove some of them, never add others).
+//! change), a change counter `tn` (1, 2, … in the order the changes were made, across shards).
 //!
-//! `seal` (xSync, before any shard commits, all shard locks held): allocate one csn from the
-//! clock (`store`) and write it into the transaction's rows on every shard that kept some (they
-//! were inserted with the placeholder [`UNSEALED`], the same 8-byte size, so the update rewrites
-//! them in place on pages the transaction has already dirtied). `redo_rows` then reads those
-//! rows back for the multi-shard redo record (`txn`), and `apply_redo` writes them during
-//! recovery, so a recovered shard gets its outbox rows too.
+//! STAGING. A change is first staged in memory (`record`); `seal` (xSync, before any shard
+//! commits, all shard locks held) allocates one csn from the clock (`store`) and inserts the
+//! staged rows into their shards' outboxes with that csn and explicit `seq`s (max + 1, …), so a
+//! commit writes each outbox row once and the multi-shard redo record (`redo_rows`) is built
+//! from memory. Savepoints: `savepoint`/`release`/`rollback_to` mirror SQLite's numbering; a
+//! ROLLBACK TO drops the staged changes made after the savepoint (`tn` above its mark). A
+//! savepoint (also a statement's) that opens while changes are staged spills them first, so
+//! they are written at the level they were made in: invariant, every staged change came after
+//! every open savepoint, so a spill may write all of them at the current level, and a shard's
+//! outbox rows keep tn growing with seq (`feed` relies on it).
+//!
+//! SPILL. A transaction whose staged images pass [`SPILL_BYTES`] writes them into the shards
+//! at once (`spill`), with the placeholder csn [`UNSEALED`] (same 8-byte size as a real csn), and
+//! remembers the first spilled `seq` of each shard. Because the shard is write-locked from its
+//! first write until COMMIT and `seq` is max + 1, the rows `seq >= first` of a spilled shard
+//! are exactly this transaction's (savepoint rollbacks remove some of them, never add others);
+//! `seal` rewrites their csn in place and `redo_rows` reads them back. `apply_redo` writes the
+//! redo record's rows during recovery, so a recovered shard gets its outbox rows too.
+//!
+//! AFTER IMAGES of inserts are built from the inserted values when the column affinity's effect
+//! on them is certain (`stored_exactly`); otherwise (DEFAULTs, numeric text, …) they are read
+//! back from the shard.
 //!
 //! REPLACE victims: `INSERT/UPDATE OR REPLACE` may make SQLite delete other rows of the shard
 //! (a conflicting rowid or UNIQUE value). To record those as deletes, a shard connection used
@@ -31,7 +44,7 @@ use crate::routing::ShardId;
 use crate::shard::conn::ShardConn;
 use crate::shard::SHARD_TABLE;
 use crate::txn::{decode_row, encode_row, SideImage};
-use crate::value::Value;
+use crate::value::{Affinity, Value};
 
 use super::envelope::ImageLayout;
 use super::store::{now_secs, Store};
@@ -66,10 +79,14 @@ pub enum Record {
 /// csn of rows whose transaction has not reached COMMIT yet (same 8-byte size as a real csn,
 /// so `seal` updates rows in place; and larger than any real csn).
 pub const UNSEALED: i64 = i64::MAX;
-const RECORD_SQL: &str = "INSERT INTO _shardvt_outbox(csn, tn, txid, op, rid, before, after, ts) \
-                          VALUES (9223372036854775807, ?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-/// The seq just written (asked once per shard and transaction; RETURNING on every insert costs more).
-const LAST_SEQ_SQL: &str = "SELECT max(seq) FROM _shardvt_outbox";
+const WRITE_SQL: &str = "INSERT INTO _shardvt_outbox(seq, csn, tn, txid, op, rid, before, after, ts) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+/// The last seq of a shard's outbox (asked once per shard before its rows are written).
+const LAST_SEQ_SQL: &str = "SELECT coalesce(max(seq), 0) FROM _shardvt_outbox";
+/// Staged image bytes of one transaction above which they are written to the shards at once
+/// (tests lower it with the environment variable `SHARDVT_OUTBOX_SPILL_BYTES`, read when the
+/// table is opened).
+pub const SPILL_BYTES: usize = 8 << 20;
 const SEAL_SQL: &str = "UPDATE _shardvt_outbox SET csn = ?1 WHERE seq >= ?2";
 const ANY_SQL: &str = "SELECT count(*) FROM (SELECT 1 FROM _shardvt_outbox WHERE seq >= ?1 LIMIT 1)";
 const ARM_SQL: &str = "INSERT INTO temp._shardvt_gone(rid) VALUES (NULL)";
@@ -104,6 +121,19 @@ fn new_txid() -> String {
     format!("{:016x}", xxhash_rust::xxh64::xxh64(&seed, 0x6f75_7462_6f78))
 }
 
+/// A change recorded in memory until `seal` (or `spill`) writes it.
+struct Staged {
+    shard: ShardId,
+    tn: i64,
+    op: Op,
+    rid: i64,
+    before: Option<String>,
+    after: Option<String>,
+    ts: f64,
+    /// assigned when written
+    seq: i64,
+}
+
 pub struct Capture {
     pub layout: ImageLayout,
     select_image: String,
@@ -111,18 +141,59 @@ pub struct Capture {
     gone_read: String,
     txid: Option<String>,
     next_tn: i64,
+    /// changes not yet written to their shards, in tn order
+    staged: Vec<Staged>,
+    staged_bytes: usize,
+    spill_bytes: usize,
+    /// SQLite savepoint number -> the last tn made before it opened
+    marks: BTreeMap<i32, i64>,
+    /// spilled shards: the first seq this transaction wrote there
     first_seq: BTreeMap<ShardId, i64>,
-    /// (shard, first seq of this transaction) sealed by `seal`
+    /// (shard, first seq) of spilled rows `seal` covered
     sealed: Vec<(ShardId, i64)>,
+    /// the staged rows `seal` wrote, with their csn (for the redo record)
+    sealed_csn: i64,
+    written: Vec<Staged>,
     /// shard connections that got the REPLACE-victim temp objects (a reopened connection
     /// lacks them: the "no such table" retry re-creates them)
     gone_ready: HashSet<ShardId>,
     pub store: Store,
     /// `outbox_retention`: seconds an acknowledged change is kept before a purge may delete it
     pub retention_secs: u64,
-    /// a ROLLBACK TO (statement or savepoint) ran in this transaction: some shards may have
-    /// lost all their outbox rows, so `seal` checks each one
+    /// a ROLLBACK TO (statement or savepoint) ran in this transaction: a spilled shard may have
+    /// lost all its outbox rows, so `seal` checks each one
     partial_rollback: bool,
+}
+
+/// The value SQLite stores for `v` in a column of affinity `aff`, when that is certain without
+/// SQLite's text-to-number parser (None: read the row back instead).
+pub fn stored_exactly(v: Value, aff: Affinity) -> Option<Value> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: integral reals below convert exactly
+    Some(match (v, aff) {
+        (v @ (Value::Null | Value::Blob(_)), _) => v,
+        (v, Affinity::Blob) => v,
+        (Value::Integer(i), Affinity::Integer | Affinity::Numeric) => Value::Integer(i),
+        (Value::Integer(i), Affinity::Real) => Value::Real(i as f64),
+        (Value::Integer(i), Affinity::Text) => Value::Text(i.to_string().into_bytes()),
+        (Value::Real(f), Affinity::Real) => Value::Real(f),
+        (Value::Real(f), Affinity::Integer | Affinity::Numeric) => {
+            if f.fract() == 0.0 && f.abs() < EXACT {
+                Value::Integer(f as i64)
+            } else if f.is_finite() && f.fract() != 0.0 {
+                Value::Real(f)
+            } else {
+                return None;
+            }
+        }
+        (Value::Real(_), Affinity::Text) => return None,
+        (Value::Text(t), Affinity::Text) => Value::Text(t),
+        (Value::Text(t), _) => {
+            if crate::value::parse_numeric_text(&t).is_some() {
+                return None;
+            }
+            Value::Text(t)
+        }
+    })
 }
 
 impl Capture {
@@ -150,8 +221,14 @@ impl Capture {
             gone_read,
             txid: None,
             next_tn: 0,
+            staged: Vec::new(),
+            staged_bytes: 0,
+            spill_bytes: std::env::var("SHARDVT_OUTBOX_SPILL_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(SPILL_BYTES),
+            marks: BTreeMap::new(),
             first_seq: BTreeMap::new(),
             sealed: Vec::new(),
+            sealed_csn: 0,
+            written: Vec::new(),
             gone_ready: HashSet::new(),
             store: Store::default(),
             retention_secs: cfg.outbox_retention,
@@ -175,6 +252,13 @@ impl Capture {
         });
         c.give(&self.select_image, st);
         r
+    }
+
+    /// The JSON image of a row just inserted with these stored-column values (in
+    /// [`ImageLayout::stored`] order, with their affinities), if the stored values are certain.
+    pub fn image_of_values(&self, rid: i64, vals: impl Iterator<Item = (Value, Affinity)>) -> Option<String> {
+        let stored: Option<Vec<Value>> = vals.map(|(v, a)| stored_exactly(v, a)).collect();
+        Some(self.layout.image(rid, &stored?))
     }
 
     /// Before a REPLACE write: start copying rows that SQLite deletes into temp._shardvt_gone.
@@ -207,37 +291,77 @@ impl Capture {
         r.map(|_| out)
     }
 
-    /// Appends one change to shard `id`'s outbox (the shard is in the write transaction).
-    pub fn record(&mut self, id: ShardId, c: &mut ShardConn, op: Op, rid: i64, before: Option<&str>, after: Option<&str>) -> Result<()> {
-        let txid = self.txid.get_or_insert_with(new_txid).clone();
+    /// Stages one change of shard `id` (which is in the write transaction). Call `spill` when
+    /// it returns true.
+    pub fn record(&mut self, id: ShardId, op: Op, rid: i64, before: Option<String>, after: Option<String>) -> bool {
+        if self.txid.is_none() {
+            self.txid = Some(new_txid());
+        }
         self.next_tn += 1;
-        let tn = self.next_tn;
-        let ts = now_secs();
-        let text = |s: Option<&str>| s.map(Value::text).unwrap_or(Value::Null);
-        with_ddl(c, SHARD_DDL, |c| {
-            c.run(RECORD_SQL, |st| {
-                st.bind_i64(1, tn)?;
-                st.bind(2, &Value::text(&txid))?;
-                st.bind(3, &Value::text(op.code()))?;
-                st.bind_i64(4, rid)?;
-                st.bind(5, &text(before))?;
-                st.bind(6, &text(after))?;
-                st.bind(7, &Value::Real(ts))
-            })
-        })?;
-        if !self.first_seq.contains_key(&id) {
+        self.staged_bytes += 64 + before.as_ref().map_or(0, |s| s.len()) + after.as_ref().map_or(0, |s| s.len());
+        self.staged.push(Staged { shard: id, tn: self.next_tn, op, rid, before, after, ts: now_secs(), seq: 0 });
+        self.staged_bytes > self.spill_bytes
+    }
+
+    /// Writes `rows` (of one shard, in tn order) with `csn`, seqs following the shard's last.
+    fn write_rows(&self, c: &mut ShardConn, rows: &mut [Staged], csn: i64) -> Result<()> {
+        let txid = self.txid.as_deref().unwrap_or("");
+        let mut seq = with_ddl(c, SHARD_DDL, |c| {
             let mut st = c.take(LAST_SEQ_SQL)?;
             let seq = st.step().map(|_| st.column_i64(0));
             c.give(LAST_SEQ_SQL, st);
-            self.first_seq.insert(id, seq?);
+            seq
+        })?;
+        let mut st = c.take(WRITE_SQL)?;
+        let r = (|| -> Result<()> {
+            st.bind_i64(2, csn)?;
+            st.bind_str(4, Some(txid))?;
+            for r in rows.iter_mut() {
+                seq += 1;
+                r.seq = seq;
+                st.bind_i64(1, seq)?;
+                st.bind_i64(3, r.tn)?;
+                st.bind_str(5, Some(r.op.code()))?;
+                st.bind_i64(6, r.rid)?;
+                st.bind_str(7, r.before.as_deref())?;
+                st.bind_str(8, r.after.as_deref())?;
+                st.bind_f64(9, r.ts)?;
+                st.step()?;
+                st.reset();
+            }
+            Ok(())
+        })();
+        st.reset();
+        c.give(WRITE_SQL, st);
+        r
+    }
+
+    /// Groups the staged rows by shard (each group in tn order) and empties the stage.
+    fn take_staged(&mut self) -> BTreeMap<ShardId, Vec<Staged>> {
+        let mut by_shard: BTreeMap<ShardId, Vec<Staged>> = BTreeMap::new();
+        for r in self.staged.drain(..) {
+            by_shard.entry(r.shard).or_default().push(r);
+        }
+        self.staged_bytes = 0;
+        by_shard
+    }
+
+    /// Writes the staged changes into their shards now, unsealed (a large transaction).
+    pub fn spill(&mut self, conns: &mut BTreeMap<ShardId, ShardConn>) -> Result<()> {
+        for (id, mut rows) in self.take_staged() {
+            let c = conns.get_mut(&id).ok_or_else(|| Error::shard(format!("sharded: outbox of shard {} is not open", id.0)))?;
+            self.write_rows(c, &mut rows, UNSEALED)?;
+            let first = rows[0].seq;
+            self.first_seq.entry(id).or_insert(first);
         }
         Ok(())
     }
 
-    /// xSync: one csn for the transaction, written into its rows on every shard that kept some
-    /// (rows `seq >= first`: the shard is locked by us, see the file header).
+    /// xSync: one csn for the transaction; the staged rows are written with it and the spilled
+    /// rows (`seq >= first`, see the file header) get it in place.
     pub fn seal(&mut self, conns: &mut BTreeMap<ShardId, ShardConn>, dir: &Path) -> Result<()> {
         self.sealed.clear();
+        self.written.clear();
         let mut kept = Vec::new();
         for (&id, &first) in &self.first_seq {
             let Some(c) = conns.get_mut(&id) else { continue };
@@ -245,7 +369,7 @@ impl Capture {
                 continue;
             }
             if !self.partial_rollback {
-                kept.push((id, first)); // nothing was undone: the rows recorded here are all there
+                kept.push((id, first)); // nothing was undone: the rows spilled here are all there
                 continue;
             }
             let mut st = c.take(ANY_SQL)?;
@@ -255,7 +379,7 @@ impl Capture {
                 kept.push((id, first));
             }
         }
-        if kept.is_empty() {
+        if kept.is_empty() && self.staged.is_empty() {
             return Ok(());
         }
         let csn = self.store.next_csn(dir)?;
@@ -266,13 +390,36 @@ impl Capture {
                 st.bind_i64(2, first)
             })?;
         }
+        for (id, mut rows) in self.take_staged() {
+            let c = conns.get_mut(&id).ok_or_else(|| Error::shard(format!("sharded: outbox of shard {} is not open", id.0)))?;
+            self.write_rows(c, &mut rows, csn)?;
+            self.written.extend(rows);
+        }
         self.sealed = kept;
+        self.sealed_csn = csn;
         Ok(())
     }
 
     /// The outbox rows `seal` covered, as side images for the multi-shard redo record.
     pub fn redo_rows(&self, conns: &mut BTreeMap<ShardId, ShardConn>) -> Result<Vec<SideImage>> {
         let mut out = Vec::new();
+        let txid = self.txid.as_deref().unwrap_or("");
+        let spilled = |id: ShardId| self.sealed.iter().any(|&(s, _)| s == id);
+        for r in self.written.iter().filter(|r| !spilled(r.shard)) {
+            let text = |s: &Option<String>| s.as_deref().map(Value::text).unwrap_or(Value::Null);
+            let vals = [
+                Value::Integer(self.sealed_csn),
+                Value::Integer(r.tn),
+                Value::text(txid),
+                Value::text(r.op.code()),
+                Value::Integer(r.rid),
+                text(&r.before),
+                text(&r.after),
+                Value::Real(r.ts),
+            ];
+            out.push(SideImage { shard: r.shard.0, table: OUTBOX_TABLE.into(), rid: r.seq, image: encode_row(&vals) });
+        }
+        // spilled shards: read everything back (the rows written at seal follow the spilled ones)
         for &(id, first) in &self.sealed {
             let c = conns.get_mut(&id).expect("sealed shards are open");
             let mut st = c.take(REDO_SQL)?;
@@ -295,9 +442,41 @@ impl Capture {
         self.gone_ready.clear();
     }
 
-    /// A ROLLBACK TO ran (statement rollback or savepoint).
-    pub fn note_partial_rollback(&mut self) {
+    /// SQLite opens savepoint `n` (statement or SAVEPOINT); call before the shards open theirs.
+    pub fn savepoint(&mut self, n: i32, conns: &mut BTreeMap<ShardId, ShardConn>) -> Result<()> {
+        if !self.staged.is_empty() {
+            self.spill(conns)?; // the invariant in the file header
+        }
+        self.marks.insert(n, self.next_tn);
+        Ok(())
+    }
+
+    /// SQLite released savepoints `n` and above.
+    pub fn release(&mut self, n: i32) {
+        self.marks.retain(|&k, _| k < n);
+    }
+
+    /// ROLLBACK TO savepoint `n` (statement rollback or savepoint): the changes staged after it
+    /// opened are dropped; spilled ones are undone by the shards themselves. Level -1 is the
+    /// transaction start. Without a mark at `n`, the first mark above it counts (this table
+    /// joined the transaction after `n` opened: all its changes came later); without any, the
+    /// table saw no savepoint at or above `n` and nothing is undone (as `ShardConn::rollback_to`).
+    pub fn rollback_to(&mut self, n: i32) {
         self.partial_rollback = true;
+        let mark = if n < 0 {
+            0
+        } else {
+            match self.marks.range(n..).next() {
+                Some((_, &t)) => t,
+                None => return,
+            }
+        };
+        self.marks.retain(|&k, _| k < n);
+        self.marks.insert(n, mark);
+        let keep = self.staged.partition_point(|r| r.tn <= mark);
+        for r in self.staged.drain(keep..) {
+            self.staged_bytes -= 64 + r.before.as_ref().map_or(0, |s| s.len()) + r.after.as_ref().map_or(0, |s| s.len());
+        }
     }
 
     /// Forgets the transaction (COMMIT, ROLLBACK, BEGIN).
@@ -305,8 +484,12 @@ impl Capture {
         self.partial_rollback = false;
         self.txid = None;
         self.next_tn = 0;
+        self.staged.clear();
+        self.staged_bytes = 0;
+        self.marks.clear();
         self.first_seq.clear();
         self.sealed.clear();
+        self.written.clear();
     }
 }
 

@@ -606,8 +606,16 @@ impl ShardedTable {
         let cfg = self.cfg.clone();
         let changed = self.write_captured(id, mode, |conn| conn.run(&sql, |st| bind_row(&cfg.columns, mask, st, rowid, args).map(|_| ())))?;
         self.touch(id, rowid);
-        if changed > 0 && rec == Record::Change {
-            self.outbox_record(id, Op::Create, rowid, None)?;
+        if changed > 0 && rec == Record::Change && self.outbox.is_some() {
+            // the after image from the inserted values when certain (no DEFAULT filled in)
+            let after = match (mask, self.outbox.as_ref()) {
+                (None, Some(ob)) => ob.image_of_values(
+                    rowid,
+                    cfg.columns.iter().enumerate().filter(|(_, c)| !c.is_rowid_alias).map(|(i, c)| (args[2 + i].to_value(), c.affinity)),
+                ),
+                _ => None,
+            };
+            self.outbox_record_with(id, Op::Create, rowid, None, after)?;
         }
         Ok(changed > 0)
     }
@@ -1332,6 +1340,7 @@ impl VTab for ShardedTable {
 
     fn savepoint(&mut self, n: i32) -> Result<()> {
         
+        self.outbox_savepoint(n)?; // before the shards open theirs: staged changes belong outside
         let depth = n as u32 + 1;
         self.sp_depth = depth;
         for c in self.conns.values_mut() {
@@ -1342,6 +1351,7 @@ impl VTab for ShardedTable {
 
     fn release(&mut self, n: i32) -> Result<()> {
         
+        self.outbox_release(n);
         for c in self.conns.values_mut() {
             c.release(n)?;
         }
@@ -1350,9 +1360,7 @@ impl VTab for ShardedTable {
     }
 
     fn rollback_to(&mut self, n: i32) -> Result<()> {
-        if let Some(ob) = self.outbox.as_mut() {
-            ob.note_partial_rollback();
-        }
+        self.outbox_rollback_to(n);
         for c in self.conns.values_mut() {
             c.rollback_to(n)?;
         }

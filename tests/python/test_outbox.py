@@ -174,6 +174,124 @@ def test_rolled_back_work_exports_nothing(t):
     replay(t, "check")
 
 
+def test_statement_rollback_and_nested_savepoints_inside_a_transaction(t):
+    """Changes are staged in memory until COMMIT: a failing statement, ROLLBACK TO and RELEASE
+    must drop exactly the staged changes they undo, across several shards."""
+    t.execute("BEGIN")
+    t.execute("INSERT INTO t(id, k, email) VALUES (1, 'a', 'e1'), (2, 'b', 'e2')")
+    with pytest.raises(apsw.ConstraintError):  # rows 3 and 4 are undone with their statement
+        t.execute("INSERT INTO t(id, k, email) VALUES (3, 'c', 'x'), (4, 'd', 'y'), (5, 'e', 'e1')")
+    t.execute("SAVEPOINT a")
+    t.execute("INSERT INTO t(id, k) VALUES (6, 'f')")
+    t.execute("SAVEPOINT b")
+    t.execute("UPDATE t SET n = 7 WHERE id = 1")
+    t.execute("RELEASE b")
+    t.execute("SAVEPOINT c")
+    t.execute("DELETE FROM t WHERE id = 2")
+    t.execute("ROLLBACK TO c")                  # the delete is undone, 6 and the update stay
+    t.execute("INSERT INTO t(id, k) VALUES (8, 'h')")
+    t.execute("RELEASE a")
+    t.execute("SAVEPOINT d")
+    t.execute("INSERT INTO t(id, k) VALUES (9, 'i')")
+    t.execute("ROLLBACK TO d")
+    t.execute("RELEASE d")
+    t.execute("COMMIT")
+    ch = export(t)
+    assert [(c["op"], (c["after"] or c["before"])["id"]) for c in ch] == [("c", 1), ("c", 2), ("c", 6), ("u", 1), ("c", 8)]
+    tns = [c["source"]["tn"] for c in ch]
+    assert tns == sorted(tns) and len({c["source"]["txid"] for c in ch}) == 1
+    replay(t, "check")
+
+
+def test_large_transaction_spills_and_still_commits_exactly(t):
+    """Past SPILL_BYTES (8 MB) of staged images the changes are written to the shards at once,
+    unsealed; savepoint rollbacks after the spill and the seal at COMMIT must still export
+    exactly the committed changes, with one csn."""
+    big = "x" * 2000
+    t.execute("BEGIN")
+    for i in range(1, 5001):                    # ~10 MB of after images over 4 shards
+        t.execute("INSERT INTO t(id, k, v) VALUES (?, ?, ?)", (i, f"k{i % 97}", big))
+    t.execute("SAVEPOINT s")
+    t.execute("DELETE FROM t WHERE id <= 100")
+    t.execute("ROLLBACK TO s")
+    t.execute("UPDATE t SET n = 1 WHERE id <= 10")
+    t.execute("COMMIT")
+    ch = export(t)
+    assert len(ch) == 5010 and len({c["source"]["csn"] for c in ch}) == 1
+    assert [c["source"]["tn"] for c in ch] == sorted(c["source"]["tn"] for c in ch)
+    replay(t, "check")
+    # a whole spilled transaction rolled back leaves nothing
+    t.execute("BEGIN")
+    for i in range(10001, 15001):
+        t.execute("INSERT INTO t(id, k, v) VALUES (?, ?, ?)", (i, f"k{i % 97}", big))
+    t.execute("ROLLBACK")
+    assert len(export(t, "after_rollback")) == 5010
+
+
+def test_spilled_transaction_is_recovered_with_its_outbox_rows(connect, tmp, monkeypatch):
+    """The redo record of a spilled multi-shard transaction reads the spilled rows back (the
+    spill threshold is lowered so that the rows still fit the shards' page caches and the
+    fault hits the victim's COMMIT)."""
+    monkeypatch.setenv("SHARDVT_OUTBOX_SPILL_BYTES", "5000")
+    t = connect(tmp / "spill.db")
+    t.execute(DDL)
+    test_failed_shard_commit_is_recovered_with_its_outbox_rows(t)
+    t.execute("BEGIN")  # and a spilled transaction that commits normally, with a savepoint rollback
+    for i in range(100, 140):
+        t.execute("INSERT INTO t(id, k, v) VALUES (?, ?, ?)", (i, f"s{i % 7}", "z" * 900))
+        if i == 120:
+            t.execute("SAVEPOINT p")
+    t.execute("ROLLBACK TO p")
+    t.execute("COMMIT")
+    assert rows(t, "SELECT count(*) FROM t WHERE id >= 100") == [(21,)]
+    replay(t, "check2")
+
+
+ODD_VALUES = [None, 0, -7, 2**62, 5.0, 5.5, -0.25, 1e300, 2.0**60, float(2**53), "12", " 12 ", "1e3", "5.0",
+              "abc", "", "0x10", "9223372036854775808", b"\x00\xff", b""]
+
+
+def strict(v):
+    """A value with its type, as SQLite returns it and as the JSON image carries it (blobs are
+    base64 text in images)."""
+    import base64
+    if isinstance(v, bytes):
+        return ("blob", base64.b64encode(v).decode())
+    return (type(v).__name__, v)
+
+
+def test_after_images_equal_the_native_row(connect, tmp):
+    """The after image of an INSERT is built from the inserted values when the column affinity's
+    effect is certain and read back otherwise: either way it must equal, type for type, the row
+    a native table with the same declared types stores."""
+    conn = connect(tmp / "img.db")
+    cols = "id INTEGER PRIMARY KEY, k TEXT, i INTEGER, r REAL, tx TEXT, b BLOB, nu NUMERIC, nt"
+    conn.execute(f"CREATE TABLE native({cols})")
+    conn.execute(f"CREATE VIRTUAL TABLE t USING sharded({cols}, shard_key=k, shards=3, outbox=on)")
+    rid = 0
+    conn.execute("BEGIN")
+    for v in ODD_VALUES:
+        rid += 1
+        args = (rid, f"k{rid}", v, v, v, v, v, v)
+        conn.execute("INSERT INTO native VALUES (?, ?, ?, ?, ?, ?, ?, ?)", args)
+        conn.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?)", args)
+    conn.execute("COMMIT")
+    rid += 1  # and through OR REPLACE in autocommit
+    conn.execute("INSERT INTO native VALUES (?, 'z', '7', 7, 7.5, 'q', '3.0', 1)", (rid,))
+    conn.execute("INSERT OR REPLACE INTO t VALUES (?, 'z', '7', 7, 7.5, 'q', '3.0', 1)", (rid,))
+    cur = conn.execute("SELECT * FROM native ORDER BY id")
+    names = [d[0] for d in cur.getdescription()]
+    native = {r[0]: {n: strict(x) for n, x in zip(names, r)} for r in cur}
+    ch = export(conn)
+    assert len(ch) == len(native)
+    for c in ch:
+        img = c["after"]
+        want = native[img["id"]]
+        got = {n: (want[n][0], img[n]) if want[n][0] == "blob" else strict(img[n]) for n in names}
+        assert got == want, (img["id"], got, want)
+    assert table_state(conn).keys() == native.keys()
+
+
 def test_multi_shard_transaction_has_one_txid_in_program_order(t):
     keys = [f"key{i}" for i in range(12)]
     t.execute("BEGIN")

@@ -5,6 +5,7 @@
 //! Hook points in `table.rs`: `insert_into` (`c`), `delete_in` (`d`), the in-place UPDATE and
 //! the move in `do_update` (`u`), `write_captured` around a shard write (REPLACE victims),
 //! `sync` (`outbox_seal`, `outbox_stage_redo`), `begin`/`commit`/`rollback` (`outbox_end_txn`),
+//! `savepoint`/`release`/`rollback_to` (`outbox_savepoint`, …),
 //! `recover_shard` (`outbox::apply_redo`), `rename` (`outbox_close_store`).
 
 use crate::error::{Error, Result};
@@ -30,8 +31,12 @@ impl ShardedTable {
         let r = write(c);
         let gone = ob.disarm(c)?;
         let changed = r?;
+        let mut spill = false;
         for (rid, before) in gone {
-            ob.record(id, c, Op::Delete, rid, Some(&before), None)?;
+            spill |= ob.record(id, Op::Delete, rid, Some(before), None);
+        }
+        if spill {
+            ob.spill(&mut self.conns)?;
         }
         Ok(changed)
     }
@@ -47,16 +52,47 @@ impl ShardedTable {
         ob.image(self.conns.get_mut(&id).expect("joined by write_conn"), rid)
     }
 
-    /// Records a change of row `rid` on shard `id`; the after image (`c`, `u`) is read back
-    /// from the shard. A `u`/`d` without a before image records nothing (outbox off).
+    /// Records a change of row `rid` on shard `id`; the after image (`c`, `u`) is `after` or,
+    /// when that is None, read back from the shard. A `u`/`d` without a before image records
+    /// nothing (outbox off).
     pub(super) fn outbox_record(&mut self, id: ShardId, op: Op, rid: i64, before: Option<String>) -> Result<()> {
+        self.outbox_record_with(id, op, rid, before, None)
+    }
+
+    pub(super) fn outbox_record_with(&mut self, id: ShardId, op: Op, rid: i64, before: Option<String>, after: Option<String>) -> Result<()> {
         let Some(ob) = self.outbox.as_mut() else { return Ok(()) };
         if op != Op::Create && before.is_none() {
             return Ok(());
         }
-        let c = self.conns.get_mut(&id).expect("joined by write_conn");
-        let after = if op == Op::Delete { None } else { ob.image(c, rid)? };
-        ob.record(id, c, op, rid, before.as_deref(), after.as_deref())
+        let after = match (op, after) {
+            (Op::Delete, _) => None,
+            (_, Some(a)) => Some(a),
+            (_, None) => ob.image(self.conns.get_mut(&id).expect("joined by write_conn"), rid)?,
+        };
+        if ob.record(id, op, rid, before, after) {
+            ob.spill(&mut self.conns)?;
+        }
+        Ok(())
+    }
+
+    /// Savepoint bookkeeping of the staged changes (see `outbox::capture`).
+    pub(super) fn outbox_savepoint(&mut self, n: i32) -> Result<()> {
+        match self.outbox.as_mut() {
+            Some(ob) => ob.savepoint(n, &mut self.conns),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn outbox_release(&mut self, n: i32) {
+        if let Some(ob) = self.outbox.as_mut() {
+            ob.release(n);
+        }
+    }
+
+    pub(super) fn outbox_rollback_to(&mut self, n: i32) {
+        if let Some(ob) = self.outbox.as_mut() {
+            ob.rollback_to(n);
+        }
     }
 
     /// xSync: the transaction's csn, written into its outbox rows (before any redo image is read).
