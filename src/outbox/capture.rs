@@ -406,18 +406,7 @@ impl Capture {
         let txid = self.txid.as_deref().unwrap_or("");
         let spilled = |id: ShardId| self.sealed.iter().any(|&(s, _)| s == id);
         for r in self.written.iter().filter(|r| !spilled(r.shard)) {
-            let text = |s: &Option<String>| s.as_deref().map(Value::text).unwrap_or(Value::Null);
-            let vals = [
-                Value::Integer(self.sealed_csn),
-                Value::Integer(r.tn),
-                Value::text(txid),
-                Value::text(r.op.code()),
-                Value::Integer(r.rid),
-                text(&r.before),
-                text(&r.after),
-                Value::Real(r.ts),
-            ];
-            out.push(SideImage { shard: r.shard.0, table: OUTBOX_TABLE.into(), rid: r.seq, image: encode_row(&vals) });
+            out.push(SideImage { shard: r.shard.0, table: OUTBOX_TABLE.into(), rid: r.seq, image: encode_staged(self.sealed_csn, txid, r) });
         }
         // spilled shards: read everything back (the rows written at seal follow the spilled ones)
         for &(id, first) in &self.sealed {
@@ -493,6 +482,35 @@ impl Capture {
     }
 }
 
+/// The redo image of a written change: its columns after `seq` (csn, tn, txid, op, rid,
+/// before, after, ts), in `txn::encode_row`'s format, without copying through `Value`s.
+fn encode_staged(csn: i64, txid: &str, r: &Staged) -> Vec<u8> {
+    let len = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 4);
+    let mut out = Vec::with_capacity(64 + txid.len() + len(&r.before) + len(&r.after));
+    let int = |out: &mut Vec<u8>, i: i64| {
+        out.push(1);
+        out.extend_from_slice(&i.to_be_bytes());
+    };
+    let text = |out: &mut Vec<u8>, t: Option<&str>| match t {
+        None => out.push(0),
+        Some(t) => {
+            out.push(3);
+            out.extend_from_slice(&(t.len() as u32).to_be_bytes());
+            out.extend_from_slice(t.as_bytes());
+        }
+    };
+    int(&mut out, csn);
+    int(&mut out, r.tn);
+    text(&mut out, Some(txid));
+    text(&mut out, Some(r.op.code()));
+    int(&mut out, r.rid);
+    text(&mut out, r.before.as_deref());
+    text(&mut out, r.after.as_deref());
+    out.push(2);
+    out.extend_from_slice(&r.ts.to_bits().to_be_bytes());
+    out
+}
+
 /// Creates the outbox tables in a new shard file (CREATE of the table, a new prefix shard).
 pub fn create_tables(c: &ShardConn) -> Result<()> {
     c.conn.exec(SHARD_DDL)
@@ -522,4 +540,44 @@ pub fn apply_redo(c: &crate::ffi::api::Connection, rows: &[(String, i64, Vec<u8>
         st.reset();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_redo_image_matches_the_generic_encoding() {
+        let r = Staged { shard: ShardId(2), tn: 7, op: Op::Update, rid: -3, before: Some("{\"a\":1}".into()), after: None, ts: 1.5, seq: 9 };
+        let generic = encode_row(&[
+            Value::Integer(42),
+            Value::Integer(7),
+            Value::text("00ff"),
+            Value::text("u"),
+            Value::Integer(-3),
+            Value::text("{\"a\":1}"),
+            Value::Null,
+            Value::Real(1.5),
+        ]);
+        assert_eq!(encode_staged(42, "00ff", &r), generic);
+        assert_eq!(decode_row(&generic).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn stored_values_are_certain_or_refused() {
+        use Affinity::*;
+        let t = |s: &str| Value::text(s);
+        assert_eq!(stored_exactly(Value::Integer(5), Real), Some(Value::Real(5.0)));
+        assert_eq!(stored_exactly(Value::Integer(5), Text), Some(t("5")));
+        assert_eq!(stored_exactly(Value::Real(5.0), Integer), Some(Value::Integer(5)));
+        assert_eq!(stored_exactly(Value::Real(5.5), Numeric), Some(Value::Real(5.5)));
+        assert_eq!(stored_exactly(Value::Real(1e300), Integer), None); // SQLite's range rules: read back
+        assert_eq!(stored_exactly(Value::Real(5.0), Text), None); // real-to-text formatting: read back
+        assert_eq!(stored_exactly(t("12"), Integer), None); // numeric text: read back
+        assert_eq!(stored_exactly(t("abc"), Integer), Some(t("abc")));
+        assert_eq!(stored_exactly(t("12"), Text), Some(t("12")));
+        assert_eq!(stored_exactly(t("12"), Blob), Some(t("12")));
+        assert_eq!(stored_exactly(Value::Blob(vec![1]), Integer), Some(Value::Blob(vec![1])));
+        assert_eq!(stored_exactly(Value::Null, Real), Some(Value::Null));
+    }
 }

@@ -121,14 +121,19 @@ impl TxLog {
                 ins.reset();
             }
             drop(ins);
+            // side rows: one batch row (rid = SIDE_BATCH) per shard and side table
             let side = std::mem::take(&mut *self.staged_side.borrow_mut());
+            let mut batches: std::collections::BTreeMap<(u32, String), Vec<(i64, Option<Vec<u8>>)>> = Default::default();
+            for s in side {
+                batches.entry((s.shard, s.table)).or_default().push((s.rid, Some(s.image)));
+            }
             let mut ins = self.conn.prepare("INSERT OR REPLACE INTO redo_side(txid, shard, tbl, rid, image) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-            for s in &side {
+            for ((shard, table), rows) in batches {
                 ins.bind_i64(1, txid)?;
-                ins.bind_i64(2, s.shard as i64)?;
-                ins.bind(3, &Value::text(&s.table))?;
-                ins.bind_i64(4, s.rid)?;
-                ins.bind(5, &Value::Blob(s.image.clone()))?;
+                ins.bind_i64(2, shard as i64)?;
+                ins.bind_str(3, Some(&table))?;
+                ins.bind_i64(4, super::SIDE_BATCH)?;
+                ins.bind(5, &Value::Blob(super::encode_images(&rows)))?;
                 ins.step()?;
                 ins.reset();
             }
@@ -154,8 +159,17 @@ impl TxLog {
                 Value::Blob(b) | Value::Text(b) => b,
                 _ => return Err(Error::catalog("sharded: corrupt side row in txlog.db")),
             };
-            out.push((tbl, st.column_i64(1), img));
+            let rid = st.column_i64(1);
+            if rid == super::SIDE_BATCH {
+                for (rid, img) in super::decode_images(&img)? {
+                    let img = img.ok_or_else(|| Error::catalog("sharded: corrupt side row batch in txlog.db"))?;
+                    out.push((tbl.clone(), rid, img));
+                }
+            } else {
+                out.push((tbl, rid, img)); // one row per image (logs written before batches)
+            }
         }
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(out)
     }
 

@@ -70,11 +70,15 @@ CREATE TABLE IF NOT EXISTS redo_side(
   txid  INTEGER NOT NULL,
   shard INTEGER NOT NULL,
   tbl   TEXT NOT NULL,                -- shard table: _shardvt_outbox, _shardvt_outbox_commit
-  rid   INTEGER NOT NULL,             -- its rowid (seq / last_seq)
+  rid   INTEGER NOT NULL,             -- its rowid (seq); -1: a batch of rows (SIDE_BATCH)
   image BLOB NOT NULL,                -- its other columns, encoded as redo.image
   PRIMARY KEY (txid, shard, tbl, rid)
 ) WITHOUT ROWID;
 ";
+
+/// `redo_side.rid` of a batch row: its image holds many rows of one side table, encoded as
+/// `redo.images` (side tables' rowids are positive, so it never names a real row).
+pub const SIDE_BATCH: i64 = -1;
 
 /// One row of a side table for the redo record (see [`REDO_SIDE_DDL`]).
 #[derive(Debug, Clone, PartialEq)]
