@@ -35,7 +35,7 @@
 //! "no such table" runs the DDL and is retried once (a DDL rolled back with its transaction is
 //! re-created the same way).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use crate::config::{quote_ident, TableConfig};
@@ -132,6 +132,9 @@ struct Staged {
     ts: f64,
     /// assigned when written
     seq: i64,
+    /// `c` with an after image built from the inserted values: those values in the redo image
+    /// encoding, so `redo_rows` can tell whether the commit's redo image of the row equals it
+    values: Option<Vec<u8>>,
 }
 
 pub struct Capture {
@@ -255,10 +258,11 @@ impl Capture {
     }
 
     /// The JSON image of a row just inserted with these stored-column values (in
-    /// [`ImageLayout::stored`] order, with their affinities), if the stored values are certain.
-    pub fn image_of_values(&self, rid: i64, vals: impl Iterator<Item = (Value, Affinity)>) -> Option<String> {
-        let stored: Option<Vec<Value>> = vals.map(|(v, a)| stored_exactly(v, a)).collect();
-        Some(self.layout.image(rid, &stored?))
+    /// [`ImageLayout::stored`] order, with their affinities), if the stored values are certain;
+    /// with the values in the redo image encoding.
+    pub fn image_of_values(&self, rid: i64, vals: impl Iterator<Item = (Value, Affinity)>) -> Option<(String, Vec<u8>)> {
+        let stored: Vec<Value> = vals.map(|(v, a)| stored_exactly(v, a)).collect::<Option<_>>()?;
+        Some((self.layout.image(rid, &stored), encode_row(&stored)))
     }
 
     /// Before a REPLACE write: start copying rows that SQLite deletes into temp._shardvt_gone.
@@ -293,13 +297,14 @@ impl Capture {
 
     /// Stages one change of shard `id` (which is in the write transaction). Call `spill` when
     /// it returns true.
-    pub fn record(&mut self, id: ShardId, op: Op, rid: i64, before: Option<String>, after: Option<String>) -> bool {
+    /// `values`: see [`Staged`] (None when the after image was read back).
+    pub fn record(&mut self, id: ShardId, op: Op, rid: i64, before: Option<String>, after: Option<String>, values: Option<Vec<u8>>) -> bool {
         if self.txid.is_none() {
             self.txid = Some(new_txid());
         }
         self.next_tn += 1;
         self.staged_bytes += 64 + before.as_ref().map_or(0, |s| s.len()) + after.as_ref().map_or(0, |s| s.len());
-        self.staged.push(Staged { shard: id, tn: self.next_tn, op, rid, before, after, ts: now_secs(), seq: 0 });
+        self.staged.push(Staged { shard: id, tn: self.next_tn, op, rid, before, after, ts: now_secs(), seq: 0, values });
         self.staged_bytes > self.spill_bytes
     }
 
@@ -401,12 +406,24 @@ impl Capture {
     }
 
     /// The outbox rows `seal` covered, as side images for the multi-shard redo record.
-    pub fn redo_rows(&self, conns: &mut BTreeMap<ShardId, ShardConn>) -> Result<Vec<SideImage>> {
+    /// `finals`: the record's data images, (shard, rowid) -> image (None: row gone). An insert
+    /// whose values equal its row's final image stores no after image: recovery rebuilds it
+    /// from that image (the record is smaller; ARCHITECTURE.md §6).
+    pub fn redo_rows(&self, conns: &mut BTreeMap<ShardId, ShardConn>, finals: &HashMap<(u32, i64), Option<&[u8]>>) -> Result<Vec<SideImage>> {
         let mut out = Vec::new();
         let txid = self.txid.as_deref().unwrap_or("");
         let spilled = |id: ShardId| self.sealed.iter().any(|&(s, _)| s == id);
         for r in self.written.iter().filter(|r| !spilled(r.shard)) {
-            out.push(SideImage { shard: r.shard.0, table: OUTBOX_TABLE.into(), rid: r.seq, image: encode_staged(self.sealed_csn, txid, r) });
+            let from_final = match (&r.values, finals.get(&(r.shard.0, r.rid))) {
+                (Some(v), Some(Some(f))) => v.as_slice() == *f,
+                _ => false,
+            };
+            out.push(SideImage {
+                shard: r.shard.0,
+                table: OUTBOX_TABLE.into(),
+                rid: r.seq,
+                image: encode_staged(self.sealed_csn, txid, r, from_final),
+            });
         }
         // spilled shards: read everything back (the rows written at seal follow the spilled ones)
         for &(id, first) in &self.sealed {
@@ -483,8 +500,10 @@ impl Capture {
 }
 
 /// The redo image of a written change: its columns after `seq` (csn, tn, txid, op, rid,
-/// before, after, ts), in `txn::encode_row`'s format, without copying through `Value`s.
-fn encode_staged(csn: i64, txid: &str, r: &Staged) -> Vec<u8> {
+/// before, after, ts), in `txn::encode_row`'s format, without copying through `Value`s. With
+/// `after_from_final`, `after` is NULL and a 9th value, INTEGER 1, says "the JSON image of the
+/// record's data image of `rid`" (see `apply_redo`).
+fn encode_staged(csn: i64, txid: &str, r: &Staged, after_from_final: bool) -> Vec<u8> {
     let len = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 4);
     let mut out = Vec::with_capacity(64 + txid.len() + len(&r.before) + len(&r.after));
     let int = |out: &mut Vec<u8>, i: i64| {
@@ -505,11 +524,17 @@ fn encode_staged(csn: i64, txid: &str, r: &Staged) -> Vec<u8> {
     text(&mut out, Some(r.op.code()));
     int(&mut out, r.rid);
     text(&mut out, r.before.as_deref());
-    text(&mut out, r.after.as_deref());
+    text(&mut out, if after_from_final { None } else { r.after.as_deref() });
     out.push(2);
     out.extend_from_slice(&r.ts.to_bits().to_be_bytes());
+    if after_from_final {
+        int(&mut out, AFTER_FROM_FINAL);
+    }
     out
 }
+
+/// 9th value of a redo outbox row whose after image is its data image's (see `encode_staged`).
+const AFTER_FROM_FINAL: i64 = 1;
 
 /// Creates the outbox tables in a new shard file (CREATE of the table, a new prefix shard).
 pub fn create_tables(c: &ShardConn) -> Result<()> {
@@ -517,8 +542,9 @@ pub fn create_tables(c: &ShardConn) -> Result<()> {
 }
 
 /// Recovery: writes the outbox rows of a redo record into a shard (inside the recovery's shard
-/// transaction). Idempotent (INSERT OR REPLACE by seq).
-pub fn apply_redo(c: &crate::ffi::api::Connection, rows: &[(String, i64, Vec<u8>)]) -> Result<()> {
+/// transaction). Idempotent (INSERT OR REPLACE by seq). `after_of(rid)`: the JSON image of the
+/// record's data image of row `rid` (for rows stored without their after image).
+pub fn apply_redo(c: &crate::ffi::api::Connection, rows: &[(String, i64, Vec<u8>)], after_of: impl Fn(i64) -> Result<String>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -528,9 +554,16 @@ pub fn apply_redo(c: &crate::ffi::api::Connection, rows: &[(String, i64, Vec<u8>
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for (table, rid, image) in rows {
-        let vals = decode_row(image)?;
-        if table != OUTBOX_TABLE || vals.len() != 8 {
-            return Err(Error::catalog("sharded: corrupt outbox redo row in txlog.db"));
+        let mut vals = decode_row(image)?;
+        let corrupt = || Error::catalog("sharded: corrupt outbox redo row in txlog.db");
+        if table != OUTBOX_TABLE || !(8..=9).contains(&vals.len()) {
+            return Err(corrupt());
+        }
+        if vals.len() == 9 {
+            match (vals.pop(), &vals[4]) {
+                (Some(Value::Integer(AFTER_FROM_FINAL)), Value::Integer(rid)) => vals[6] = Value::text(&after_of(*rid)?),
+                _ => return Err(corrupt()),
+            }
         }
         st.bind_i64(1, *rid)?;
         for (i, v) in vals.iter().enumerate() {
@@ -548,7 +581,7 @@ mod tests {
 
     #[test]
     fn staged_redo_image_matches_the_generic_encoding() {
-        let r = Staged { shard: ShardId(2), tn: 7, op: Op::Update, rid: -3, before: Some("{\"a\":1}".into()), after: None, ts: 1.5, seq: 9 };
+        let r = Staged { shard: ShardId(2), tn: 7, op: Op::Update, rid: -3, before: Some("{\"a\":1}".into()), after: None, ts: 1.5, seq: 9, values: None };
         let generic = encode_row(&[
             Value::Integer(42),
             Value::Integer(7),
@@ -559,7 +592,11 @@ mod tests {
             Value::Null,
             Value::Real(1.5),
         ]);
-        assert_eq!(encode_staged(42, "00ff", &r), generic);
+        assert_eq!(encode_staged(42, "00ff", &r, false), generic);
+        let mut flagged = generic.clone();
+        flagged.push(1);
+        flagged.extend_from_slice(&AFTER_FROM_FINAL.to_be_bytes());
+        assert_eq!(encode_staged(42, "00ff", &r, true), flagged);
         assert_eq!(decode_row(&generic).unwrap().len(), 8);
     }
 

@@ -1228,7 +1228,7 @@ impl VTab for ShardedTable {
             }
             c.give(&select, st);
         }
-        self.outbox_stage_redo()?; // outbox rows go into the redo record too
+        self.outbox_stage_redo(&images)?; // outbox rows go into the redo record too
         // The images carry every earlier commit of these shards, some possibly only NORMAL-synced
         // (single-shard commits, ours or other processes'). Make them durable before the record
         // that contains their effects, or a power loss could re-apply half of such a commit.

@@ -33,7 +33,7 @@ impl ShardedTable {
         let changed = r?;
         let mut spill = false;
         for (rid, before) in gone {
-            spill |= ob.record(id, Op::Delete, rid, Some(before), None);
+            spill |= ob.record(id, Op::Delete, rid, Some(before), None, None);
         }
         if spill {
             ob.spill(&mut self.conns)?;
@@ -59,17 +59,18 @@ impl ShardedTable {
         self.outbox_record_with(id, op, rid, before, None)
     }
 
-    pub(super) fn outbox_record_with(&mut self, id: ShardId, op: Op, rid: i64, before: Option<String>, after: Option<String>) -> Result<()> {
+    /// `after`: the after image and its values (see `Capture::image_of_values`), if known.
+    pub(super) fn outbox_record_with(&mut self, id: ShardId, op: Op, rid: i64, before: Option<String>, after: Option<(String, Vec<u8>)>) -> Result<()> {
         let Some(ob) = self.outbox.as_mut() else { return Ok(()) };
         if op != Op::Create && before.is_none() {
             return Ok(());
         }
-        let after = match (op, after) {
-            (Op::Delete, _) => None,
-            (_, Some(a)) => Some(a),
-            (_, None) => ob.image(self.conns.get_mut(&id).expect("joined by write_conn"), rid)?,
+        let (after, values) = match (op, after) {
+            (Op::Delete, _) => (None, None),
+            (_, Some((a, v))) => (Some(a), Some(v)),
+            (_, None) => (ob.image(self.conns.get_mut(&id).expect("joined by write_conn"), rid)?, None),
         };
-        if ob.record(id, op, rid, before, after) {
+        if ob.record(id, op, rid, before, after, values) {
             ob.spill(&mut self.conns)?;
         }
         Ok(())
@@ -105,9 +106,12 @@ impl ShardedTable {
     }
 
     /// xSync of a logged transaction: hand the outbox rows to the redo record.
-    pub(super) fn outbox_stage_redo(&mut self) -> Result<()> {
+    /// `images`: the record's data images (shard, rowid, image).
+    pub(super) fn outbox_stage_redo(&mut self, images: &[(u32, i64, Option<Vec<u8>>)]) -> Result<()> {
         if let Some(ob) = self.outbox.as_ref() {
-            let rows = ob.redo_rows(&mut self.conns)?;
+            let finals: std::collections::HashMap<(u32, i64), Option<&[u8]>> =
+                images.iter().map(|(s, r, i)| ((*s, *r), i.as_deref())).collect();
+            let rows = ob.redo_rows(&mut self.conns, &finals)?;
             self.txlog.stage_side(rows);
         }
         Ok(())
