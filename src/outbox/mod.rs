@@ -2,9 +2,10 @@
 //! UPDATE and DELETE, exported in a total order as Debezium-style change envelopes.
 //!
 //! CAPTURE (`capture`). Each row change also appends a row to `_shardvt_outbox` in the same
-//! shard file, in the same shard transaction (so a change is exported iff it committed;
+//! shard file, in the same shard transaction (staged in memory, written at xSync) (so a change is exported iff it committed;
 //! statement rollback, ROLLBACK TO and ROLLBACK undo outbox rows with the data):
-//! - INSERT → `c` (after image read back from the shard: DEFAULTs and affinity applied);
+//! - INSERT → `c` (after image as stored: built from the inserted values when affinity's effect
+//!   is certain, else read back, so DEFAULTs and affinity are applied);
 //! - UPDATE → `u` with the before image (read in the transaction before the write) and after;
 //! - DELETE → `d` with the before image;
 //! - a shard-key UPDATE that moves the row is ONE `u`, recorded in the destination shard (the
