@@ -572,13 +572,15 @@ fn prepare_on(db: *mut sys::sqlite3, sql: &str, path: Option<&str>) -> Result<St
     if stmt.is_null() {
         return Err(Error::misuse("empty SQL statement"));
     }
-    Ok(Statement { stmt, db })
+    Ok(Statement { stmt, db, memo: None })
 }
 
 /// An owned prepared statement.
 pub struct Statement {
     stmt: *mut sys::sqlite3_stmt,
     db: *mut sys::sqlite3,
+    /// the values bound by `bind_memo` (None after any other binding or clear)
+    memo: Option<Vec<Value>>,
 }
 
 // SAFETY: see Connection.
@@ -586,6 +588,27 @@ unsafe impl Send for Statement {}
 
 impl Statement {
     pub fn bind(&mut self, i: usize, v: &Value) -> Result<()> {
+        self.memo = None;
+        self.bind_raw(i, v)
+    }
+
+    /// Binds `vals` to parameters 1.. and skips those equal to what the last `bind_memo` bound.
+    /// SQLite marks a statement for re-preparation whenever a parameter the planner looked at
+    /// (a `LIMIT ?` value, a `LIKE ?` pattern, STAT4 ranges) is bound again, even to the same
+    /// value, or when bindings are cleared: a cached statement bound with the same values would
+    /// otherwise be compiled again on every run. Use `ShardConn::give_bound` to cache it.
+    pub fn bind_memo(&mut self, vals: &[Value]) -> Result<()> {
+        let memo = self.memo.take().filter(|m| m.len() == vals.len());
+        for (i, v) in vals.iter().enumerate() {
+            if memo.as_ref().map_or(true, |m| m[i] != *v) {
+                self.bind_raw(i + 1, v)?;
+            }
+        }
+        self.memo = Some(vals.to_vec());
+        Ok(())
+    }
+
+    fn bind_raw(&mut self, i: usize, v: &Value) -> Result<()> {
         let i = i as c_int;
         // SAFETY: live statement; SQLITE_TRANSIENT makes SQLite copy text/blob.
         let rc = unsafe {
@@ -613,12 +636,14 @@ impl Statement {
     }
     /// Binds a host value directly (no Rust copy).
     pub fn bind_ref(&mut self, i: usize, v: ValueRef<'_>) -> Result<()> {
+        self.memo = None;
         // SAFETY: live statement and value; bind_value copies.
         let rc = unsafe { call!(bind_value(self.stmt, i as c_int, v.p)) };
         self.check(rc)
     }
     /// Binds UTF-8 text (copied by SQLite), or NULL for None.
     pub fn bind_str(&mut self, i: usize, t: Option<&str>) -> Result<()> {
+        self.memo = None;
         // SAFETY: live statement; SQLITE_TRANSIENT makes SQLite copy the text.
         let rc = unsafe {
             match t {
@@ -635,11 +660,13 @@ impl Statement {
         self.check(rc)
     }
     pub fn bind_f64(&mut self, i: usize, x: f64) -> Result<()> {
+        self.memo = None;
         // SAFETY: live statement.
         let rc = unsafe { call!(bind_double(self.stmt, i as c_int, x)) };
         self.check(rc)
     }
     pub fn bind_i64(&mut self, i: usize, x: i64) -> Result<()> {
+        self.memo = None;
         // SAFETY: live statement.
         let rc = unsafe { call!(bind_int64(self.stmt, i as c_int, x)) };
         self.check(rc)
@@ -679,6 +706,7 @@ impl Statement {
         }
     }
     pub fn clear_bindings(&mut self) {
+        self.memo = None;
         // SAFETY: live statement.
         unsafe {
             call!(clear_bindings(self.stmt));

@@ -135,8 +135,14 @@ impl ShardConn {
     }
 
     pub fn give(&mut self, sql: &str, mut st: Statement) {
-        st.reset();
         st.clear_bindings();
+        self.give_bound(sql, st)
+    }
+
+    /// Caches a statement bound with `Statement::bind_memo`, keeping its bindings (clearing
+    /// them would make SQLite re-prepare it; its next user binds with `bind_memo` again).
+    pub fn give_bound(&mut self, sql: &str, mut st: Statement) {
+        st.reset();
         match self.cache.get_mut(sql) {
             Some(v) => {
                 if v.len() < CACHE_PER_SQL {

@@ -167,7 +167,7 @@ impl ShardedCursor {
         for s in self.sources.drain(..) {
             if let Head::Stmt { sql, stmt } = s.head {
                 if let Ok(c) = t.conn(s.shard) {
-                    c.give(&sql, stmt);
+                    c.give_bound(&sql, stmt);
                 }
             } // a stream's worker stops when its receiver is dropped
         }
@@ -371,17 +371,12 @@ impl VTabCursor for ShardedCursor {
             self.pick();
             return Ok(());
         }
+        let mut all_binds = binds.clone();
+        all_binds.extend(limit.map(Value::Integer));
         for id in shards {
             let c = t.conn(id)?;
             let mut st = c.take(&sql)?;
-            let mut r = Ok(());
-            for (i, b) in binds.iter().enumerate() {
-                r = r.and_then(|_| st.bind(i + 1, b));
-            }
-            if let Some(l) = limit {
-                r = r.and_then(|_| st.bind_i64(binds.len() + 1, l));
-            }
-            let has = r.and_then(|_| st.step());
+            let has = st.bind_memo(&all_binds).and_then(|_| st.step());
             match has {
                 Ok(true) => {
                     let head = Head::Stmt { sql: sql.clone(), stmt: st };
@@ -389,9 +384,9 @@ impl VTabCursor for ShardedCursor {
                     let n = self.sources.len() - 1;
                     self.refresh_key(n);
                 }
-                Ok(false) => c.give(&sql, st),
+                Ok(false) => c.give_bound(&sql, st),
                 Err(e) => {
-                    c.give(&sql, st);
+                    c.give_bound(&sql, st);
                     return Err(c.annotate(e));
                 }
             }
@@ -412,7 +407,7 @@ impl VTabCursor for ShardedCursor {
             Ok(false) => {
                 let s = self.sources.remove(i);
                 if let Head::Stmt { sql, stmt } = s.head {
-                    t.conn(s.shard)?.give(&sql, stmt);
+                    t.conn(s.shard)?.give_bound(&sql, stmt);
                 }
             }
             Err(e) => {

@@ -424,3 +424,33 @@ def test_auto_id_contract(connect, tmp):
     conn = connect(db)
     top = conn.execute("SELECT max(id) FROM sh").fetchall()[0][0]
     assert ins(conn, "g") == top + 1
+
+
+def test_cached_shard_statements_rebind_changed_values(connect, tmp):
+    """Shard statements are cached with their bindings (re-binding a `LIMIT ?` or `LIKE ?`
+    value makes SQLite re-prepare them): a repeated host statement with changing LIMIT, OFFSET,
+    LIKE and range values must still return exactly what a native table returns, run after run."""
+    conn = connect(tmp / "memo.db")
+    cols = "id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT"
+    conn.execute(f"CREATE TABLE native({cols})")
+    conn.execute(f"CREATE VIRTUAL TABLE t USING sharded({cols}, shard_key=k, shards=4)")
+    conn.execute("SELECT shardvt_create_index('t', 't_v', 'v')")
+    conn.execute("CREATE INDEX native_v ON native(v)")
+    data = [(i, f"u{i % 37}", (i * 7919) % 1000, f"b{i % 13}x{i % 7}") for i in range(1, 1500)]
+    for tbl in ("native", "t"):
+        conn.execute("BEGIN")
+        conn.executemany(f"INSERT INTO {tbl} VALUES (?, ?, ?, ?)", data)
+        conn.execute("COMMIT")
+    r = random.Random(11)
+    queries = [
+        ("SELECT id, v FROM {T} ORDER BY v DESC, id DESC LIMIT ? OFFSET ?", lambda: (r.choice([0, 1, 3, 10, 10, 10, 50]), r.choice([0, 0, 2, 7]))),
+        ("SELECT count(*) FROM {T} WHERE body LIKE ?", lambda: (r.choice(["%x1", "%x1", "b3%", "%", "zz%"]),)),
+        ("SELECT id FROM {T} WHERE v BETWEEN ? AND ? ORDER BY v, id LIMIT ?", lambda: (r.randint(0, 500), r.randint(400, 999), r.choice([1, 5, 5, 100]))),
+        ("SELECT id, k FROM {T} WHERE k = ? ORDER BY id LIMIT ?", lambda: (f"u{r.randint(0, 40)}", r.choice([2, 2, 9]))),
+    ]
+    for _ in range(200):
+        sql, args = r.choice(queries)
+        a = args()
+        want = [tuple(x) for x in conn.execute(sql.format(T="native"), a)]
+        got = [tuple(x) for x in conn.execute(sql.format(T="t"), a)]
+        assert got == want, (sql, a)
