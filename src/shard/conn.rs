@@ -12,8 +12,10 @@
 //! on one shard never share a statement.
 //!
 //! Transactions: `txn_levels` is None outside a write transaction; Some(k) means `BEGIN` was run
-//! and savepoints `s0..=s{k}` are open: `s0` is the transaction start, `s{n+1}` is SQLite's vtab
-//! savepoint level n (see `ensure_txn`).
+//! and savepoints `s1..=s{k}` are open: `s{n+1}` is SQLite's vtab savepoint level n (see
+//! `ensure_txn`). The transaction start has no savepoint of its own (an open savepoint makes
+//! SQLite copy every page it changes into a sub-journal): ROLLBACK TO the start (level -1) rolls
+//! the shard's transaction back whole, and the shard joins again on its next write.
 //! Field order matters: the cache is dropped (statements finalized) before the connection.
 
 use std::collections::HashMap;
@@ -189,9 +191,8 @@ impl ShardConn {
 
     /// Starts the shard's write transaction and opens savepoints up to `depth`.
     ///
-    /// Savepoint names: `s0` is opened right after BEGIN and stands for the transaction start
-    /// (SQLite's level -1, used by `ROLLBACK TO` a transaction-opening SAVEPOINT); SQLite's
-    /// level n is shard savepoint `s{n+1}`. `txn_levels = Some(k)` means s0..=s{k} are open.
+    /// Savepoint names: SQLite's level n is shard savepoint `s{n+1}`; `txn_levels = Some(k)`
+    /// means s1..=s{k} are open (Some(0): none).
     /// With `wait` false, a shard locked by another writer is waited for only
     /// [`OUT_OF_ORDER_WAIT_MS`] (brief holders: an outbox export, recovery, a checkpoint), then
     /// fails with SQLITE_BUSY instead of waiting the full busy timeout (see
@@ -212,7 +213,7 @@ impl ShardConn {
             if !wait {
                 self.conn.busy_timeout(OUT_OF_ORDER_WAIT_MS);
             }
-            let r = self.exec("BEGIN IMMEDIATE; SAVEPOINT s0;");
+            let r = self.exec("BEGIN IMMEDIATE");
             if !wait {
                 self.conn.busy_timeout(BUSY_TIMEOUT_MS);
             }
@@ -249,8 +250,12 @@ impl ShardConn {
     /// level -1 is the start of the transaction.
     pub fn rollback_to(&mut self, level: i32) -> Result<()> {
         if let Some(n) = self.txn_levels {
-            if n as i64 > level as i64 || level < 0 {
-                let target = (level + 1).max(0) as u32;
+            if level < 0 {
+                // the transaction start: nothing of it stays on this shard, so the shard leaves
+                // the transaction (its next write joins again, as a shard first written now would)
+                self.rollback()?;
+            } else if n as i64 > level as i64 {
+                let target = (level + 1) as u32;
                 self.exec(&format!("ROLLBACK TO s{target}"))?;
                 self.txn_levels = Some(target);
             }
