@@ -99,6 +99,23 @@ impl TableConfig {
         Some(format!("CREATE INDEX IF NOT EXISTS data_shard_key ON data({})", quote_ident(&k.name)))
     }
 
+    /// True when an index with this definition would duplicate the shard-key index
+    /// (`data_shard_key`: the key column alone, its own collation, ascending, not UNIQUE). Such
+    /// an index is recorded in the catalog under its name but not built a second time: every
+    /// row insert would otherwise maintain two identical b-trees.
+    pub fn duplicates_key_index(&self, definition: &str, unique: bool) -> bool {
+        if unique || self.key_index_sql().is_none() {
+            return false;
+        }
+        let toks = tokens(definition);
+        let k = self.key();
+        match toks.as_slice() {
+            [name] => unquote(name).eq_ignore_ascii_case(&k.name),
+            [name, dir] => unquote(name).eq_ignore_ascii_case(&k.name) && dir.eq_ignore_ascii_case("ASC"),
+            _ => false,
+        }
+    }
+
     /// The schema body (`col defs, table constraints`) used for shards and for declare_vtab.
     pub fn schema_body(&self) -> String {
         let mut parts: Vec<&str> = self.columns.iter().map(|c| c.definition.as_str()).collect();
@@ -582,6 +599,22 @@ mod tests {
 
     fn p(args: &[&str]) -> Result<TableConfig> {
         parse(args)
+    }
+
+    #[test]
+    fn index_on_the_key_alone_is_the_key_index() {
+        let c = p(&["id INTEGER PRIMARY KEY", "k TEXT", "v", "shard_key=k"]).unwrap();
+        assert!(c.duplicates_key_index("k", false));
+        assert!(c.duplicates_key_index(" \"K\" asc", false));
+        assert!(!c.duplicates_key_index("k", true)); // UNIQUE: a different index
+        assert!(!c.duplicates_key_index("k DESC", false));
+        assert!(!c.duplicates_key_index("k COLLATE NOCASE", false));
+        assert!(!c.duplicates_key_index("k, v", false));
+        assert!(!c.duplicates_key_index("v", false));
+        assert!(!c.duplicates_key_index("lower(k)", false));
+        // a UNIQUE key column has SQLite's own index and no data_shard_key
+        let u = p(&["k TEXT UNIQUE", "v", "shard_key=k"]).unwrap();
+        assert!(!u.duplicates_key_index("k", false));
     }
 
     #[test]

@@ -375,7 +375,13 @@ impl ShardedTable {
                 // file that the next creation of this prefix reuses.
                 let path = self.catalog.dir.join(&file);
                 let schema = self.cfg.schema_body();
-                let indexes = self.catalog.indexes.clone();
+                let indexes: Vec<IndexEntry> = self
+                    .catalog
+                    .indexes
+                    .iter()
+                    .filter(|i| !self.cfg.duplicates_key_index(&i.definition, i.unique))
+                    .cloned()
+                    .collect();
                 let key_index = self.cfg.key_index_sql();
                 let created = ShardConn::create(ShardId(u32::MAX), &path, &schema, key_index.as_deref(), &indexes)?;
                 if self.cfg.outbox {
@@ -840,6 +846,11 @@ impl ShardedTable {
             )));
         }
         let e = IndexEntry { name: name.to_string(), definition: definition.to_string(), unique };
+        if self.cfg.duplicates_key_index(definition, unique) {
+            // the shard-key index already is this index (see TableConfig::duplicates_key_index)
+            self.catalog.add_index(&e)?;
+            return Ok(());
+        }
         let sql = index_sql(&e).replacen(" IF NOT EXISTS", "", 1);
         let ids = self.all_shards()?;
         let mut done = Vec::new();

@@ -454,3 +454,27 @@ def test_cached_shard_statements_rebind_changed_values(connect, tmp):
         want = [tuple(x) for x in conn.execute(sql.format(T="native"), a)]
         got = [tuple(x) for x in conn.execute(sql.format(T="t"), a)]
         assert got == want, (sql, a)
+
+
+def test_index_on_the_shard_key_reuses_the_key_index(connect, tmp):
+    """shardvt_create_index on the shard key alone is recorded under its name but not built a
+    second time (every shard already has data_shard_key); it can be dropped and re-created, and
+    other indexes are built as before."""
+    import apsw as _apsw
+    conn = connect(tmp / "ix.db")
+    conn.execute("CREATE VIRTUAL TABLE t USING sharded(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, "
+                 "shard_key=k, shards=3, dir='ix.shards')")
+    conn.executemany("INSERT INTO t(k, v) VALUES (?, ?)", [(f"u{i % 50}", i) for i in range(600)])
+    conn.execute("SELECT shardvt_create_index('t', 't_k', 'k')")
+    conn.execute("SELECT shardvt_create_index('t', 't_v', 'v')")
+    with pytest.raises(_apsw.SQLError, match="already exists"):
+        conn.execute("SELECT shardvt_create_index('t', 't_k', 'k')")
+    shard = apsw.Connection(str(next((tmp / "ix.shards").glob("shard-*.db"))))
+    names = {r[0] for r in shard.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+    shard.close()
+    assert "data_shard_key" in names and "t_v" in names and "t_k" not in names, names
+    assert [tuple(r) for r in conn.execute("SELECT count(*), sum(v) FROM t WHERE k = 'u7'")] == [(12, sum(range(7, 600, 50)))]
+    conn.execute("SELECT shardvt_drop_index('t', 't_k')")
+    conn.execute("SELECT shardvt_create_index('t', 't_k', 'k')")
+    conn.execute("SELECT shardvt_drop_index('t', 't_v')")
+    assert [tuple(r) for r in conn.execute("SELECT count(*) FROM t WHERE v BETWEEN 10 AND 19")] == [(10,)]
