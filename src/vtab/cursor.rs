@@ -227,7 +227,24 @@ impl VTabCursor for ShardedCursor {
         let mut binds: Vec<Value> = Vec::new();
         let mut all_pushed = true;
         let mut key_terms: Vec<KeyTerm> = Vec::new();
+        // columns of pushed terms an index could serve (rowid: -1), for the parallel decision
+        let mut seek_cols: Vec<i32> = Vec::new();
         for term in &plan.terms {
+            let seekable = match term.op {
+                op::EQ | op::IS | op::GT | op::GE | op::LT | op::LE | op::ISNULL => true,
+                // a pattern with a literal prefix may become an index range
+                op::LIKE | op::GLOB => args
+                    .get((term.argv as usize).wrapping_sub(1))
+                    .map(|a| match a.to_value() {
+                        Value::Text(p) => p.first().map_or(false, |c| !matches!(c, b'%' | b'_' | b'*' | b'?' | b'[')),
+                        _ => true,
+                    })
+                    .unwrap_or(true),
+                _ => term.is_in,
+            };
+            if seekable {
+                seek_cols.push(term.column);
+            }
             let (col_sql, aff) = if term.column < 0 {
                 ("rowid".to_string(), Affinity::Integer)
             } else {
@@ -350,18 +367,31 @@ impl VTabCursor for ShardedCursor {
                 sql.push_str(" LIMIT ?");
             }
         }
-        let parallel = limit.is_none() && t.parallel_scan(&shards);
+        // Parallel when every visited shard must be read through and its own filter drops rows
+        // (a pushed condition, none of which an index can serve): the workers then do the
+        // scanning and few rows cross threads. Without a pushed condition every row would cross
+        // (slower than the sequential merge on this path), and an indexed condition is cheap.
+        let filtered_scan = limit.is_none() && shards.len() > 1 && !conds.is_empty() && {
+            let leads = t.index_leading_columns();
+            !seek_cols.iter().any(|&c| c < 0 || leads.get(c as usize).copied().unwrap_or(true))
+        };
+        let parallel = limit.is_none() && t.parallel_scan(&shards, filtered_scan);
         explain::record(&t.name, &shards, t.shard_count(), &sql, !plan.order.is_empty(), limit, parallel);
 
         if parallel {
+            // start every worker before waiting for any: a selective scan's first batch only
+            // arrives when its shard is read through
+            let mut started = Vec::with_capacity(shards.len());
             for id in shards {
                 let path = t.shard_path(id)?;
-                let mut src = Source {
+                started.push(Source {
                     shard: id,
                     head: Head::Chan(scan::start(&t.reader_pool, path, sql.clone(), binds.clone())),
                     key: Vec::new(),
                     rid: 0,
-                };
+                });
+            }
+            for mut src in started {
                 if src.step()? {
                     self.sources.push(src);
                     let n = self.sources.len() - 1;

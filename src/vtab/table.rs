@@ -273,6 +273,42 @@ impl ShardedTable {
         Ok(changed)
     }
 
+    /// Per column: true when some index of the shards starts with it (the shard-key index,
+    /// UNIQUE / PRIMARY KEY constraints, indexes made by `shardvt_create_index`). Expression
+    /// indexes and anything not understood count every column (the caller then stays safe).
+    pub(crate) fn index_leading_columns(&self) -> Vec<bool> {
+        let n = self.cfg.columns.len();
+        let mut leads = vec![false; n];
+        leads[self.cfg.key_column] = true;
+        let first_of = |list: &str| -> Option<usize> {
+            let first = list.split(',').next()?;
+            let name = config::unquote(config::tokens(first).first()?);
+            self.cfg.columns.iter().position(|c| c.name.eq_ignore_ascii_case(&name))
+        };
+        for (i, c) in self.cfg.columns.iter().enumerate() {
+            let up = c.definition.to_ascii_uppercase();
+            if c.is_rowid_alias || up.contains("UNIQUE") || up.contains("PRIMARY") {
+                leads[i] = true;
+            }
+        }
+        for tc in &self.cfg.table_constraints {
+            let up = tc.trim_start().to_ascii_uppercase();
+            if up.starts_with("UNIQUE") || up.starts_with("PRIMARY") || up.starts_with("CONSTRAINT") {
+                match (tc.find('('), first_of(tc.split_once('(').map(|x| x.1).unwrap_or(""))) {
+                    (Some(_), Some(i)) => leads[i] = true,
+                    _ => return vec![true; n],
+                }
+            }
+        }
+        for ix in &self.catalog.indexes {
+            match first_of(&ix.definition) {
+                Some(i) => leads[i] = true,
+                None => return vec![true; n],
+            }
+        }
+        leads
+    }
+
     fn refresh_unique_groups(&mut self) {
         let defs: Vec<String> =
             self.catalog.indexes.iter().filter(|i| i.unique).map(|i| i.definition.clone()).collect();
@@ -471,16 +507,18 @@ impl ShardedTable {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
     }
 
-    /// Whether a scan of `shards` runs on worker threads: enabled with `SHARDVT_PARALLEL=1`
-    /// (off by default: on the 2-core machine it was measured on, the threads did not beat the
-    /// sequential merge, see README), several shards, no write transaction of ours (a transaction
-    /// must read its own uncommitted writes, which only its connections see), a thread-safe host,
-    /// and at least `SHARDVT_PARALLEL_MIN_BYTES` (default [`PARALLEL_MIN_BYTES`]) of shard files.
-    pub(crate) fn parallel_scan(&self, shards: &[ShardId]) -> bool {
+    /// Whether a scan of `shards` runs on worker threads: a `filtered_scan` (see the cursor's
+    /// xFilter: every shard is read through and filters its own rows), or any scan with
+    /// `SHARDVT_PARALLEL=1` (never with `=0`); several shards, no write transaction of ours (a
+    /// transaction must read its own uncommitted writes, which only its connections see), a
+    /// thread-safe host, and at least `SHARDVT_PARALLEL_MIN_BYTES` (default
+    /// [`PARALLEL_MIN_BYTES`]) of shard files.
+    pub(crate) fn parallel_scan(&self, shards: &[ShardId], filtered_scan: bool) -> bool {
         if shards.len() < 2 || self.in_txn || !crate::ffi::api::host_threadsafe() {
             return false;
         }
-        if !std::env::var("SHARDVT_PARALLEL").map(|v| v.trim() == "1").unwrap_or(false) {
+        let forced = std::env::var("SHARDVT_PARALLEL").map(|v| v.trim().to_string()).unwrap_or_default();
+        if forced == "0" || (forced != "1" && !filtered_scan) {
             return false;
         }
         let min = std::env::var("SHARDVT_PARALLEL_MIN_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(PARALLEL_MIN_BYTES);

@@ -1,4 +1,5 @@
-"""Parallel scans (SHARDVT_PARALLEL=1): worker threads stream each shard's rows; answers must
+"""Parallel scans (chosen for scans whose shards filter their own rows; SHARDVT_PARALLEL=1 forces
+them, =0 forbids them): worker threads stream each shard's rows; answers must
 equal the sequential merge and a native table, including early stops and errors."""
 import os
 import subprocess
@@ -43,3 +44,51 @@ def test_parallel_scans_equal_native(so_path, tmp):
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(so_path)], cwd=tmp, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "parallel ok" in out.stdout, out.stdout + out.stderr
+
+
+AUTO = r"""
+import apsw, sys
+so = sys.argv[1]
+c = apsw.Connection("a.db"); c.enable_load_extension(True); c.load_extension(so)
+c.execute("CREATE TABLE n(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT)")
+c.execute("CREATE VIRTUAL TABLE s USING sharded(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT, shard_key=k, shards=4)")
+c.execute("BEGIN")
+c.executemany("INSERT INTO n VALUES (?,?,?,?)", [(i, f"u{i % 97}", i * 7 % 1000, f"b{i * 31 % 211}x") for i in range(1, 8001)])
+c.execute("COMMIT")
+c.execute("INSERT INTO s SELECT * FROM n")
+c.execute("SELECT shardvt_create_index('s', 's_v', 'v')")
+c.execute("CREATE INDEX n_v ON n(v)")
+def plan(q):
+    return c.execute("SELECT shardvt_explain(?)", (q.format("s"),)).fetchall()[0][0]
+cases = [
+    # (query, parallel?) -- parallel only when each shard filters rows no index can find
+    ("SELECT count(*) FROM {} WHERE body LIKE '%1x'", True),
+    ("SELECT id, v FROM {} WHERE body GLOB '*7x' ORDER BY v, id", True),
+    ("SELECT count(*) FROM {} WHERE v <> 5", True),
+    ("SELECT count(*) FROM {}", False),                           # every row would cross threads
+    ("SELECT sum(v) FROM {} WHERE v BETWEEN 10 AND 20", False),    # an index range
+    ("SELECT count(*) FROM {} WHERE body LIKE 'b1%'", True),       # a prefix, but body has no index
+    ("SELECT count(*) FROM {} WHERE k LIKE 'u1%'", False),         # a prefix of an indexed column
+    ("SELECT * FROM {} WHERE k = 'u5' AND body LIKE '%1x'", False),  # one shard
+    ("SELECT * FROM {} WHERE body LIKE '%1x' ORDER BY v LIMIT 3", False),  # LIMIT pushed down
+]
+for q, want in cases:
+    p = plan(q)
+    assert (("parallel" in p) == want), (q, p)
+    assert c.execute(q.format("n")).fetchall() == c.execute(q.format("s")).fetchall(), q
+print("auto ok")
+"""
+
+
+def test_parallel_is_chosen_for_scans_the_shards_filter(so_path, tmp):
+    env = {k: v for k, v in os.environ.items() if k != "SHARDVT_PARALLEL"}
+    env["SHARDVT_PARALLEL_MIN_BYTES"] = "0"
+    out = subprocess.run([sys.executable, "-c", AUTO, str(so_path)], cwd=tmp, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "auto ok" in out.stdout, out.stdout + out.stderr
+    env["SHARDVT_PARALLEL"] = "0"  # and never with SHARDVT_PARALLEL=0
+    off = AUTO.replace('assert (("parallel" in p) == want), (q, p)', 'assert "parallel" not in p, (q, p)')
+    off = off.replace('"a.db"', '"b.db"')
+    out = subprocess.run([sys.executable, "-c", off, str(so_path)], cwd=tmp, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "auto ok" in out.stdout, out.stdout + out.stderr
