@@ -453,6 +453,12 @@ impl Capture {
         if !self.staged.is_empty() {
             self.spill(conns)?; // the invariant in the file header
         }
+        // Levels below n that this table never saw open (it joined the transaction inside
+        // them, or a statement savepoint was reported first) count from here, as the shards'
+        // own savepoints do (`ShardConn::open_savepoints` opens every lower level at once).
+        for k in 0..n {
+            self.marks.entry(k).or_insert(self.next_tn);
+        }
         self.marks.insert(n, self.next_tn);
         Ok(())
     }

@@ -203,6 +203,19 @@ def test_statement_rollback_and_nested_savepoints_inside_a_transaction(t):
     replay(t, "check")
 
 
+def test_rollback_to_a_savepoint_opened_before_the_table_joined(t):
+    """SQLite reports to a table only the savepoints opened after it joined the transaction (the
+    DELETE's statement savepoint comes first here, then is released): ROLLBACK TO the outer
+    savepoint must still drop the staged delete, as the shard drops the row's deletion."""
+    t.execute("INSERT INTO t(id, k) VALUES (1, 'a'), (2, 'b')")
+    t.execute("BEGIN; SAVEPOINT sp; DELETE FROM t WHERE id = 1; ROLLBACK TO sp; RELEASE sp; COMMIT")
+    t.execute("BEGIN; SAVEPOINT sp; UPDATE t SET n = 5 WHERE id = 2; SAVEPOINT inner; "
+              "DELETE FROM t WHERE id = 2; RELEASE inner; ROLLBACK TO sp; INSERT INTO t(id, k) VALUES (3, 'c'); COMMIT")
+    ch = export(t)
+    assert [(c["op"], (c["after"] or c["before"])["id"]) for c in ch] == [("c", 1), ("c", 2), ("c", 3)]
+    replay(t, "check")
+
+
 def test_large_transaction_spills_and_still_commits_exactly(t):
     """Past SPILL_BYTES (8 MB) of staged images the changes are written to the shards at once,
     unsealed; savepoint rollbacks after the spill and the seal at COMMIT must still export
