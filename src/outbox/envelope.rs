@@ -16,6 +16,8 @@
 //! Consumers treat it as opaque; acknowledging it means "every change up to and including this
 //! one". `Position::ZERO` (`v1.0.0`) is before every change.
 
+use std::fmt::Write;
+
 use crate::value::Value;
 
 /// A position in the table-wide change order: commit sequence number, then change number
@@ -96,8 +98,12 @@ pub fn base64(bytes: &[u8]) -> String {
 pub fn push_json_value(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
-        Value::Integer(i) => out.push_str(&i.to_string()),
-        Value::Real(f) if f.is_finite() => out.push_str(&format!("{f:?}")),
+        Value::Integer(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Real(f) if f.is_finite() => {
+            let _ = write!(out, "{f:?}");
+        }
         Value::Real(f) if f.is_nan() => out.push_str("null"),
         Value::Real(f) => out.push_str(if *f > 0.0 { "9e999" } else { "-9e999" }),
         Value::Text(t) => push_json_string(out, &String::from_utf8_lossy(t)),
@@ -130,7 +136,7 @@ impl ImageLayout {
             push_json_string(&mut out, n);
             out.push(':');
             if Some(i) == self.rowid_alias {
-                out.push_str(&rid.to_string());
+                let _ = write!(out, "{rid}");
             } else {
                 push_json_value(&mut out, vals.next().unwrap_or(&Value::Null));
             }
