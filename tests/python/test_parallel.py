@@ -7,16 +7,26 @@ import sys
 
 from conftest import REPO_ROOT
 
-SCRIPT = r"""
+# A native table n and a sharded table s with the same rows (script prologue; DB, SHARDS, ROWS
+# and SUFFIX are filled in per test).
+SETUP = r"""
 import apsw, sys
 so = sys.argv[1]
-c = apsw.Connection("p.db"); c.enable_load_extension(True); c.load_extension(so)
+c = apsw.Connection("DB"); c.enable_load_extension(True); c.load_extension(so)
 c.execute("CREATE TABLE n(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT)")
-c.execute("CREATE VIRTUAL TABLE s USING sharded(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT, shard_key=k, shards=6)")
+c.execute("CREATE VIRTUAL TABLE s USING sharded(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT, shard_key=k, shards=SHARDS)")
 c.execute("BEGIN")
-c.executemany("INSERT INTO n VALUES (?,?,?,?)", [(i, f"u{i % 97}", i * 7 % 1000, f"b{i * 31 % 211}") for i in range(1, 20001)])
+c.executemany("INSERT INTO n VALUES (?,?,?,?)", [(i, f"u{i % 97}", i * 7 % 1000, f"b{i * 31 % 211}SUFFIX") for i in range(1, ROWS + 1)])
 c.execute("COMMIT")
 c.execute("INSERT INTO s SELECT * FROM n")
+"""
+
+
+def setup(db, shards, rows, suffix=""):
+    return SETUP.replace("DB", db).replace("SHARDS", str(shards)).replace("ROWS", str(rows)).replace("SUFFIX", suffix)
+
+
+SCRIPT = setup("p.db", 6, 20000) + r"""
 plan = c.execute("SELECT shardvt_explain('SELECT * FROM s')").fetchall()[0][0]
 assert "parallel (6 threads)" in plan, plan
 for q in ["SELECT * FROM {}", "SELECT id, v FROM {} WHERE body LIKE 'b1%'", "SELECT count(*), sum(v) FROM {}",
@@ -46,16 +56,7 @@ def test_parallel_scans_equal_native(so_path, tmp):
     assert out.returncode == 0 and "parallel ok" in out.stdout, out.stdout + out.stderr
 
 
-AUTO = r"""
-import apsw, sys
-so = sys.argv[1]
-c = apsw.Connection("a.db"); c.enable_load_extension(True); c.load_extension(so)
-c.execute("CREATE TABLE n(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT)")
-c.execute("CREATE VIRTUAL TABLE s USING sharded(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT, shard_key=k, shards=4)")
-c.execute("BEGIN")
-c.executemany("INSERT INTO n VALUES (?,?,?,?)", [(i, f"u{i % 97}", i * 7 % 1000, f"b{i * 31 % 211}x") for i in range(1, 8001)])
-c.execute("COMMIT")
-c.execute("INSERT INTO s SELECT * FROM n")
+AUTO = setup("a.db", 4, 8000, "x") + r"""
 c.execute("SELECT shardvt_create_index('s', 's_v', 'v')")
 c.execute("CREATE INDEX n_v ON n(v)")
 def plan(q):
@@ -88,7 +89,7 @@ def test_parallel_is_chosen_for_scans_the_shards_filter(so_path, tmp):
     assert out.returncode == 0 and "auto ok" in out.stdout, out.stdout + out.stderr
     env["SHARDVT_PARALLEL"] = "0"  # and never with SHARDVT_PARALLEL=0
     off = AUTO.replace('assert (("parallel" in p) == want), (q, p)', 'assert "parallel" not in p, (q, p)')
-    off = off.replace('"a.db"', '"b.db"')
+    off = off.replace('"a.db"', '"b.db"', 1)
     out = subprocess.run([sys.executable, "-c", off, str(so_path)], cwd=tmp, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "auto ok" in out.stdout, out.stdout + out.stderr
