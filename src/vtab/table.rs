@@ -58,6 +58,9 @@ mod recovery;
 
 /// Scans smaller than this (total shard file bytes) stay sequential: threads cost more there.
 pub const PARALLEL_MIN_BYTES: u64 = 8 << 20;
+/// A scan visiting more shards than this is threaded only with `SHARDVT_PARALLEL=1` (one worker
+/// thread per shard: many shards would mean many threads per statement).
+pub const MAX_AUTO_SCAN_THREADS: usize = 16;
 /// Auto-assigned rowids are reserved from the catalog in blocks of this many.
 pub const ROWID_BLOCK: i64 = 1024;
 /// Bound on the rowid → shard memo kept from scans (cleared when exceeded).
@@ -508,7 +511,8 @@ impl ShardedTable {
     }
 
     /// Whether a scan of `shards` runs on worker threads: a `filtered_scan` (see the cursor's
-    /// xFilter: every shard is read through and filters its own rows), or any scan with
+    /// xFilter: every shard is read through and filters its own rows) over at most
+    /// [`MAX_AUTO_SCAN_THREADS`] shards, or any scan with
     /// `SHARDVT_PARALLEL=1` (never with `=0`); several shards, no write transaction of ours (a
     /// transaction must read its own uncommitted writes, which only its connections see), a
     /// thread-safe host, and at least `SHARDVT_PARALLEL_MIN_BYTES` (default
@@ -518,7 +522,7 @@ impl ShardedTable {
             return false;
         }
         let forced = std::env::var("SHARDVT_PARALLEL").map(|v| v.trim().to_string()).unwrap_or_default();
-        if forced == "0" || (forced != "1" && !filtered_scan) {
+        if forced == "0" || (forced != "1" && (!filtered_scan || shards.len() > MAX_AUTO_SCAN_THREADS)) {
             return false;
         }
         let min = std::env::var("SHARDVT_PARALLEL_MIN_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(PARALLEL_MIN_BYTES);

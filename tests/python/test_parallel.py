@@ -77,6 +77,13 @@ for q, want in cases:
     p = plan(q)
     assert (("parallel" in p) == want), (q, p)
     assert c.execute(q.format("n")).fetchall() == c.execute(q.format("s")).fetchall(), q
+# more shards than MAX_AUTO_SCAN_THREADS (16): not threaded unless forced
+c.execute("CREATE VIRTUAL TABLE wide USING sharded(id INTEGER PRIMARY KEY, k TEXT, body TEXT, shard_key=k, shards=20)")
+c.execute("INSERT INTO wide SELECT id, k, body FROM n")
+wq = "SELECT count(*) FROM {} WHERE body LIKE '%1x'"
+p = c.execute("SELECT shardvt_explain(?)", (wq.format("wide"),)).fetchall()[0][0]
+assert "parallel" not in p, p
+assert c.execute(wq.format("wide")).fetchall() == c.execute(wq.format("n")).fetchall()
 print("auto ok")
 """
 
