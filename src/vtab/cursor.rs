@@ -107,6 +107,21 @@ pub fn pushable(v: &Value, aff: Affinity) -> bool {
     }
 }
 
+/// Could an index on the term's column serve it (the parallel-scan decision in xFilter)? A
+/// LIKE/GLOB pattern with a literal prefix may become an index range.
+fn seekable(o: u8, is_in: bool, arg: Option<&ValueRef<'_>>) -> bool {
+    match o {
+        op::EQ | op::IS | op::GT | op::GE | op::LT | op::LE | op::ISNULL => true,
+        op::LIKE | op::GLOB => arg
+            .map(|a| match a.to_value() {
+                Value::Text(p) => p.first().map_or(false, |c| !matches!(c, b'%' | b'_' | b'*' | b'?' | b'[')),
+                _ => true,
+            })
+            .unwrap_or(true),
+        _ => is_in,
+    }
+}
+
 fn sql_op(o: u8) -> &'static str {
     match o {
         op::EQ => "=",
@@ -227,24 +242,7 @@ impl VTabCursor for ShardedCursor {
         let mut binds: Vec<Value> = Vec::new();
         let mut all_pushed = true;
         let mut key_terms: Vec<KeyTerm> = Vec::new();
-        // columns of pushed terms an index could serve (rowid: -1), for the parallel decision
-        let mut seek_cols: Vec<i32> = Vec::new();
         for term in &plan.terms {
-            let seekable = match term.op {
-                op::EQ | op::IS | op::GT | op::GE | op::LT | op::LE | op::ISNULL => true,
-                // a pattern with a literal prefix may become an index range
-                op::LIKE | op::GLOB => args
-                    .get((term.argv as usize).wrapping_sub(1))
-                    .map(|a| match a.to_value() {
-                        Value::Text(p) => p.first().map_or(false, |c| !matches!(c, b'%' | b'_' | b'*' | b'?' | b'[')),
-                        _ => true,
-                    })
-                    .unwrap_or(true),
-                _ => term.is_in,
-            };
-            if seekable {
-                seek_cols.push(term.column);
-            }
             let (col_sql, aff) = if term.column < 0 {
                 ("rowid".to_string(), Affinity::Integer)
             } else {
@@ -373,7 +371,10 @@ impl VTabCursor for ShardedCursor {
         // (slower than the sequential merge on this path), and an indexed condition is cheap.
         let filtered_scan = limit.is_none() && shards.len() > 1 && !conds.is_empty() && {
             let leads = t.index_leading_columns();
-            !seek_cols.iter().any(|&c| c < 0 || leads.get(c as usize).copied().unwrap_or(true))
+            !plan.terms.iter().any(|term| {
+                let indexed = term.column < 0 || leads.get(term.column as usize).copied().unwrap_or(true);
+                indexed && seekable(term.op, term.is_in, args.get((term.argv as usize).wrapping_sub(1)))
+            })
         };
         let parallel = limit.is_none() && t.parallel_scan(&shards, filtered_scan);
         explain::record(&t.name, &shards, t.shard_count(), &sql, !plan.order.is_empty(), limit, parallel);
