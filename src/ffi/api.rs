@@ -659,6 +659,13 @@ impl Statement {
         };
         self.check(rc)
     }
+    /// Binds a BLOB (copied by SQLite).
+    pub fn bind_blob(&mut self, i: usize, b: &[u8]) -> Result<()> {
+        self.memo = None;
+        // SAFETY: live statement; SQLITE_TRANSIENT makes SQLite copy the bytes.
+        let rc = unsafe { call!(bind_blob(self.stmt, i as c_int, b.as_ptr() as *const c_void, b.len() as c_int, sys::SQLITE_TRANSIENT())) };
+        self.check(rc)
+    }
     pub fn bind_f64(&mut self, i: usize, x: f64) -> Result<()> {
         self.memo = None;
         // SAFETY: live statement.

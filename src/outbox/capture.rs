@@ -23,8 +23,9 @@
 //! redo record's rows during recovery, so a recovered shard gets its outbox rows too.
 //!
 //! AFTER IMAGES of inserts are built from the inserted values when the column affinity's effect
-//! on them is certain (`stored_exactly`); otherwise (DEFAULTs, numeric text, …) they are read
-//! back from the shard.
+//! on them is certain (`stored_exactly`) and stored packed (`packed`: a BLOB, turned into JSON
+//! at export); otherwise (DEFAULTs, numeric text, …) they are read back from the shard as JSON.
+//! The txid is stored as its 8 bytes (a BLOB; older rows hold the 16 hex digits as TEXT).
 //!
 //! REPLACE victims: `INSERT/UPDATE OR REPLACE` may make SQLite delete other rows of the shard
 //! (a conflicting rowid or UNIQUE value). To record those as deletes, a shard connection used
@@ -47,6 +48,7 @@ use crate::txn::{decode_row, encode_row, SideImage};
 use crate::value::{Affinity, Value};
 
 use super::envelope::ImageLayout;
+use super::packed;
 use super::store::{now_secs, Store};
 use super::{OUTBOX_TABLE, SHARD_DDL};
 
@@ -108,6 +110,25 @@ fn with_ddl<T>(c: &mut ShardConn, ddl: &str, mut f: impl FnMut(&mut ShardConn) -
     }
 }
 
+/// What a staged change counts towards [`SPILL_BYTES`].
+fn staged_size(before: &Option<String>, after: &Option<String>, values: &Option<Vec<u8>>) -> usize {
+    64 + before.as_ref().map_or(0, |s| s.len()) + after.as_ref().map_or(0, |s| s.len()) + values.as_ref().map_or(0, |v| v.len())
+}
+
+/// The stored form of a txid (16 hex digits): its 8 bytes, big-endian.
+fn txid_bytes(txid: &str) -> [u8; 8] {
+    u64::from_str_radix(txid, 16).unwrap_or(0).to_be_bytes()
+}
+
+/// A stored txid as 16 hex digits (8-byte BLOB; TEXT from before the BLOB form).
+pub fn txid_text(v: Value) -> String {
+    match v {
+        Value::Blob(b) if b.len() == 8 => format!("{:016x}", u64::from_be_bytes(b.try_into().expect("8 bytes"))),
+        Value::Null => String::new(),
+        v => String::from_utf8_lossy(&v.to_text()).into_owned(),
+    }
+}
+
 fn new_txid() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -128,12 +149,14 @@ struct Staged {
     op: Op,
     rid: i64,
     before: Option<String>,
+    /// the JSON after image (None: `values` is it, or a `d`)
     after: Option<String>,
     ts: f64,
     /// assigned when written
     seq: i64,
-    /// `c` with an after image built from the inserted values: those values in the redo image
-    /// encoding, so `redo_rows` can tell whether the commit's redo image of the row equals it
+    /// `c` with its after image built from the inserted values: those values in the redo image
+    /// encoding (`txn::encode_row`); written packed (`packed::pack_redo`), and `redo_rows`
+    /// compares them with the commit's redo image of the row
     values: Option<Vec<u8>>,
 }
 
@@ -257,12 +280,12 @@ impl Capture {
         r
     }
 
-    /// The JSON image of a row just inserted with these stored-column values (in
-    /// [`ImageLayout::stored`] order, with their affinities), if the stored values are certain;
-    /// with the values in the redo image encoding.
-    pub fn image_of_values(&self, rid: i64, vals: impl Iterator<Item = (Value, Affinity)>) -> Option<(String, Vec<u8>)> {
+    /// The after image of a row just inserted with these stored-column values (in
+    /// [`ImageLayout::stored`] order, with their affinities), if the stored values are certain:
+    /// the values in the redo image encoding (see [`Staged`]).
+    pub fn image_of_values(&self, vals: impl Iterator<Item = (Value, Affinity)>) -> Option<Vec<u8>> {
         let stored: Vec<Value> = vals.map(|(v, a)| stored_exactly(v, a)).collect::<Option<_>>()?;
-        Some((self.layout.image(rid, &stored), encode_row(&stored)))
+        Some(encode_row(&stored))
     }
 
     /// Before a REPLACE write: start copying rows that SQLite deletes into temp._shardvt_gone.
@@ -303,14 +326,14 @@ impl Capture {
             self.txid = Some(new_txid());
         }
         self.next_tn += 1;
-        self.staged_bytes += 64 + before.as_ref().map_or(0, |s| s.len()) + after.as_ref().map_or(0, |s| s.len());
+        self.staged_bytes += staged_size(&before, &after, &values);
         self.staged.push(Staged { shard: id, tn: self.next_tn, op, rid, before, after, ts: now_secs(), seq: 0, values });
         self.staged_bytes > self.spill_bytes
     }
 
     /// Writes `rows` (of one shard, in tn order) with `csn`, seqs following the shard's last.
     fn write_rows(&self, c: &mut ShardConn, rows: &mut [Staged], csn: i64) -> Result<()> {
-        let txid = self.txid.as_deref().unwrap_or("");
+        let txid = txid_bytes(self.txid.as_deref().unwrap_or(""));
         let mut seq = with_ddl(c, SHARD_DDL, |c| {
             let mut st = c.take(LAST_SEQ_SQL)?;
             let seq = st.step().map(|_| st.column_i64(0));
@@ -320,7 +343,7 @@ impl Capture {
         let mut st = c.take(WRITE_SQL)?;
         let r = (|| -> Result<()> {
             st.bind_i64(2, csn)?;
-            st.bind_str(4, Some(txid))?;
+            st.bind_blob(4, &txid)?;
             for r in rows.iter_mut() {
                 seq += 1;
                 r.seq = seq;
@@ -329,7 +352,10 @@ impl Capture {
                 st.bind_str(5, Some(r.op.code()))?;
                 st.bind_i64(6, r.rid)?;
                 st.bind_str(7, r.before.as_deref())?;
-                st.bind_str(8, r.after.as_deref())?;
+                match (&r.after, &r.values) {
+                    (None, Some(v)) => st.bind_blob(8, &packed::pack_redo(v).ok_or_else(|| Error::internal("outbox: malformed row values"))?)?,
+                    (a, _) => st.bind_str(8, a.as_deref())?,
+                }
                 st.bind_f64(9, r.ts)?;
                 st.step()?;
                 st.reset();
@@ -487,7 +513,7 @@ impl Capture {
         self.marks.insert(n, mark);
         let keep = self.staged.partition_point(|r| r.tn <= mark);
         for r in self.staged.drain(keep..) {
-            self.staged_bytes -= 64 + r.before.as_ref().map_or(0, |s| s.len()) + r.after.as_ref().map_or(0, |s| s.len());
+            self.staged_bytes -= staged_size(&r.before, &r.after, &r.values);
         }
     }
 
@@ -526,11 +552,23 @@ fn encode_staged(csn: i64, txid: &str, r: &Staged, after_from_final: bool) -> Ve
     };
     int(&mut out, csn);
     int(&mut out, r.tn);
-    text(&mut out, Some(txid));
+    let blob = |out: &mut Vec<u8>, b: &[u8]| {
+        out.push(4);
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        out.extend_from_slice(b);
+    };
+    blob(&mut out, &txid_bytes(txid));
     text(&mut out, Some(r.op.code()));
     int(&mut out, r.rid);
     text(&mut out, r.before.as_deref());
-    text(&mut out, if after_from_final { None } else { r.after.as_deref() });
+    match (&r.after, &r.values) {
+        _ if after_from_final => out.push(0),
+        (None, Some(v)) => match packed::pack_redo(v) {
+            Some(p) => blob(&mut out, &p),
+            None => out.push(0),
+        },
+        (a, _) => text(&mut out, a.as_deref()),
+    }
     out.push(2);
     out.extend_from_slice(&r.ts.to_bits().to_be_bytes());
     if after_from_final {
@@ -591,7 +629,7 @@ mod tests {
         let generic = encode_row(&[
             Value::Integer(42),
             Value::Integer(7),
-            Value::text("00ff"),
+            Value::Blob(vec![0, 0, 0, 0, 0, 0, 0, 0xff]),
             Value::text("u"),
             Value::Integer(-3),
             Value::text("{\"a\":1}"),
@@ -604,6 +642,14 @@ mod tests {
         flagged.extend_from_slice(&AFTER_FROM_FINAL.to_be_bytes());
         assert_eq!(encode_staged(42, "00ff", &r, true), flagged);
         assert_eq!(decode_row(&generic).unwrap().len(), 8);
+        // an insert whose after image is its values: stored packed
+        let vals = [Value::text("k"), Value::Integer(300), Value::Null];
+        let c = Staged { op: Op::Create, before: None, values: Some(encode_row(&vals)), ..r };
+        let image = decode_row(&encode_staged(42, "00ff", &c, false)).unwrap();
+        assert_eq!(image[6], Value::Blob(packed::pack(&vals)));
+        assert_eq!(packed::unpack(&packed::pack(&vals)).unwrap(), vals);
+        assert_eq!(txid_text(image[2].clone()), "00000000000000ff");
+        assert_eq!(txid_text(Value::text("00ff")), "00ff"); // rows written before the BLOB form
     }
 
     #[test]

@@ -61,11 +61,21 @@ pub struct Change {
     pub rid: i64,
     pub before: Option<String>,
     pub after: Option<String>,
+    /// the after image as stored packed (`packed`), until `unpack_after` makes it `after`
+    pub after_packed: Option<Vec<u8>>,
     /// unix time, seconds
     pub ts: f64,
 }
 
 impl Change {
+    /// Turns a packed after image into its JSON object (`after`).
+    pub fn unpack_after(&mut self, layout: &ImageLayout) -> crate::error::Result<()> {
+        if let Some(p) = self.after_packed.take() {
+            self.after = Some(layout.image(self.rid, &super::packed::unpack(&p)?));
+        }
+        Ok(())
+    }
+
     pub fn position(&self) -> Position {
         Position { csn: self.csn, tn: self.tn }
     }
@@ -231,6 +241,7 @@ mod tests {
             rid: 3,
             before: Some("{\"a\":1}".into()),
             after: Some("{\"a\":2}".into()),
+            after_packed: None,
             ts: 1.5,
         }
     }

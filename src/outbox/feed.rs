@@ -99,16 +99,21 @@ pub fn read_changes(c: &mut ShardConn, shard: u32, from: Position, upto: i64, ma
             if csn > upto {
                 break; // committed after the export began (or, in another shard, not final yet)
             }
+            let (after, after_packed) = match st.column_value(7) {
+                Value::Blob(b) => (None, Some(b)),
+                v => (text(v), None),
+            };
             out.push(Change {
                 csn,
                 tn: st.column_i64(2),
                 shard,
                 seq: st.column_i64(0),
-                txid: text(st.column_value(3)).unwrap_or_default(),
+                txid: super::capture::txid_text(st.column_value(3)),
                 op: text(st.column_value(4)).unwrap_or_default(),
                 rid: st.column_i64(5),
                 before: text(st.column_value(6)),
-                after: text(st.column_value(7)),
+                after,
+                after_packed,
                 ts: match st.column_value(8) {
                     Value::Real(f) => f,
                     Value::Integer(i) => i as f64,

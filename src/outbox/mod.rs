@@ -44,6 +44,7 @@ pub mod capture;
 pub mod clock;
 pub mod envelope;
 pub mod feed;
+pub mod packed;
 pub mod store;
 
 pub use capture::{apply_redo, create_tables, Capture, Op, Record};

@@ -658,7 +658,6 @@ impl ShardedTable {
             // the after image from the inserted values when certain (no DEFAULT filled in)
             let after = match (mask, self.outbox.as_ref()) {
                 (None, Some(ob)) => ob.image_of_values(
-                    rowid,
                     cfg.columns.iter().enumerate().filter(|(_, c)| !c.is_rowid_alias).map(|(i, c)| (args[2 + i].to_value(), c.affinity)),
                 ),
                 _ => None,

@@ -59,15 +59,15 @@ impl ShardedTable {
         self.outbox_record_with(id, op, rid, before, None)
     }
 
-    /// `after`: the after image and its values (see `Capture::image_of_values`), if known.
-    pub(super) fn outbox_record_with(&mut self, id: ShardId, op: Op, rid: i64, before: Option<String>, after: Option<(String, Vec<u8>)>) -> Result<()> {
+    /// `values`: the after image as values (see `Capture::image_of_values`), if known.
+    pub(super) fn outbox_record_with(&mut self, id: ShardId, op: Op, rid: i64, before: Option<String>, values: Option<Vec<u8>>) -> Result<()> {
         let Some(ob) = self.outbox.as_mut() else { return Ok(()) };
         if op != Op::Create && before.is_none() {
             return Ok(());
         }
-        let (after, values) = match (op, after) {
+        let (after, values) = match (op, values) {
             (Op::Delete, _) => (None, None),
-            (_, Some((a, v))) => (Some(a), Some(v)),
+            (_, Some(v)) => (None, Some(v)),
             (_, None) => (ob.image(self.conns.get_mut(&id).expect("joined by write_conn"), rid)?, None),
         };
         if ob.record(id, op, rid, before, after, values) {
@@ -172,7 +172,12 @@ impl ShardedTable {
             let c = self.conn(id)?;
             all.extend(feed::read_changes(c, id.0, from, upto, max as usize)?);
         }
-        Ok(envelope::envelopes(&self.name, &envelope::merge(all, max as usize)))
+        let mut batch = envelope::merge(all, max as usize);
+        let layout = &self.outbox.as_ref().expect("checked").layout;
+        for ch in &mut batch {
+            ch.unpack_after(layout)?;
+        }
+        Ok(envelope::envelopes(&self.name, &batch))
     }
 
     /// `shardvt_outbox_ack`: moves the consumer to `cursor`, then purges what every consumer
