@@ -48,7 +48,7 @@ use crate::txn::{decode_row, encode_row, SideImage};
 use crate::value::{Affinity, Value};
 
 use super::envelope::ImageLayout;
-use super::packed;
+use super::{packed, redo};
 use super::store::{now_secs, Store};
 use super::{OUTBOX_TABLE, SHARD_DDL};
 
@@ -437,19 +437,26 @@ impl Capture {
     /// from that image (the record is smaller; ARCHITECTURE.md §6).
     pub fn redo_rows(&self, conns: &mut BTreeMap<ShardId, ShardConn>, finals: &HashMap<(u32, i64), Option<&[u8]>>) -> Result<Vec<SideImage>> {
         let mut out = Vec::new();
-        let txid = self.txid.as_deref().unwrap_or("");
+        let txid = u64::from_be_bytes(txid_bytes(self.txid.as_deref().unwrap_or("")));
         let spilled = |id: ShardId| self.sealed.iter().any(|&(s, _)| s == id);
+        let mut batches: BTreeMap<ShardId, Vec<redo::Row>> = BTreeMap::new();
         for r in self.written.iter().filter(|r| !spilled(r.shard)) {
             let from_final = match (&r.values, finals.get(&(r.shard.0, r.rid))) {
                 (Some(v), Some(Some(f))) => v.as_slice() == *f,
                 _ => false,
             };
-            out.push(SideImage {
-                shard: r.shard.0,
-                table: OUTBOX_TABLE.into(),
-                rid: r.seq,
-                image: encode_staged(self.sealed_csn, txid, r, from_final),
-            });
+            let after = match (&r.after, &r.values) {
+                _ if from_final => redo::After::FromFinal,
+                (Some(j), _) => redo::After::Json(j.clone()),
+                (None, Some(v)) => redo::After::Packed(packed::pack_redo(v).ok_or_else(|| Error::internal("outbox: malformed row values"))?),
+                (None, None) => redo::After::Null,
+            };
+            let op = r.op.code().as_bytes()[0];
+            batches.entry(r.shard).or_default().push(redo::Row { seq: r.seq, tn: r.tn, op, rid: r.rid, ts: r.ts, before: r.before.clone(), after });
+        }
+        for (id, rows) in batches {
+            let first = rows[0].seq;
+            out.push(SideImage { shard: id.0, table: redo::BATCH_TABLE.into(), rid: first, image: redo::encode(self.sealed_csn, txid, &rows) });
         }
         // spilled shards: read everything back (the rows written at seal follow the spilled ones)
         for &(id, first) in &self.sealed {
@@ -531,53 +538,8 @@ impl Capture {
     }
 }
 
-/// The redo image of a written change: its columns after `seq` (csn, tn, txid, op, rid,
-/// before, after, ts), in `txn::encode_row`'s format, without copying through `Value`s. With
-/// `after_from_final`, `after` is NULL and a 9th value, INTEGER 1, says "the JSON image of the
-/// record's data image of `rid`" (see `apply_redo`).
-fn encode_staged(csn: i64, txid: &str, r: &Staged, after_from_final: bool) -> Vec<u8> {
-    let len = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 4);
-    let mut out = Vec::with_capacity(64 + txid.len() + len(&r.before) + len(&r.after));
-    let int = |out: &mut Vec<u8>, i: i64| {
-        out.push(1);
-        out.extend_from_slice(&i.to_be_bytes());
-    };
-    let text = |out: &mut Vec<u8>, t: Option<&str>| match t {
-        None => out.push(0),
-        Some(t) => {
-            out.push(3);
-            out.extend_from_slice(&(t.len() as u32).to_be_bytes());
-            out.extend_from_slice(t.as_bytes());
-        }
-    };
-    int(&mut out, csn);
-    int(&mut out, r.tn);
-    let blob = |out: &mut Vec<u8>, b: &[u8]| {
-        out.push(4);
-        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        out.extend_from_slice(b);
-    };
-    blob(&mut out, &txid_bytes(txid));
-    text(&mut out, Some(r.op.code()));
-    int(&mut out, r.rid);
-    text(&mut out, r.before.as_deref());
-    match (&r.after, &r.values) {
-        _ if after_from_final => out.push(0),
-        (None, Some(v)) => match packed::pack_redo(v) {
-            Some(p) => blob(&mut out, &p),
-            None => out.push(0),
-        },
-        (a, _) => text(&mut out, a.as_deref()),
-    }
-    out.push(2);
-    out.extend_from_slice(&r.ts.to_bits().to_be_bytes());
-    if after_from_final {
-        int(&mut out, AFTER_FROM_FINAL);
-    }
-    out
-}
-
-/// 9th value of a redo outbox row whose after image is its data image's (see `encode_staged`).
+/// 9th value of an outbox redo row of the one-row-per-change form (records written before
+/// `redo` batches): its after image is its data image's.
 const AFTER_FROM_FINAL: i64 = 1;
 
 /// Creates the outbox tables in a new shard file (CREATE of the table, a new prefix shard).
@@ -586,9 +548,9 @@ pub fn create_tables(c: &ShardConn) -> Result<()> {
 }
 
 /// Recovery: writes the outbox rows of a redo record into a shard (inside the recovery's shard
-/// transaction). Idempotent (INSERT OR REPLACE by seq). `after_of(rid)`: the JSON image of the
-/// record's data image of row `rid` (for rows stored without their after image).
-pub fn apply_redo(c: &crate::ffi::api::Connection, rows: &[(String, i64, Vec<u8>)], after_of: impl Fn(i64) -> Result<String>) -> Result<()> {
+/// transaction). Idempotent (INSERT OR REPLACE by seq). `after_of(rid)`: the record's data image
+/// of row `rid`, in the redo encoding (for rows stored without their after image).
+pub fn apply_redo(c: &crate::ffi::api::Connection, rows: &[(String, i64, Vec<u8>)], after_of: impl Fn(i64) -> Result<Vec<u8>>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -597,24 +559,54 @@ pub fn apply_redo(c: &crate::ffi::api::Connection, rows: &[(String, i64, Vec<u8>
         "INSERT OR REPLACE INTO _shardvt_outbox(seq, csn, tn, txid, op, rid, before, after, ts) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
-    for (table, rid, image) in rows {
-        let mut vals = decode_row(image)?;
-        let corrupt = || Error::catalog("sharded: corrupt outbox redo row in txlog.db");
-        if table != OUTBOX_TABLE || !(8..=9).contains(&vals.len()) {
-            return Err(corrupt());
-        }
-        if vals.len() == 9 {
-            match (vals.pop(), &vals[4]) {
-                (Some(Value::Integer(AFTER_FROM_FINAL)), Value::Integer(rid)) => vals[6] = Value::text(&after_of(*rid)?),
-                _ => return Err(corrupt()),
-            }
-        }
-        st.bind_i64(1, *rid)?;
+    let corrupt = || Error::catalog("sharded: corrupt outbox redo row in txlog.db");
+    let packed_final = |rid: i64| -> Result<Value> { Ok(Value::Blob(packed::pack_redo(&after_of(rid)?).ok_or_else(corrupt)?)) };
+    let mut write = |seq: i64, vals: &[Value]| -> Result<()> {
+        st.bind_i64(1, seq)?;
         for (i, v) in vals.iter().enumerate() {
             st.bind(i + 2, v)?;
         }
         st.step()?;
         st.reset();
+        Ok(())
+    };
+    for (table, rid, image) in rows {
+        if table == redo::BATCH_TABLE {
+            let (csn, txid, batch) = redo::decode(image)?;
+            for r in batch {
+                let after = match r.after {
+                    redo::After::Null => Value::Null,
+                    redo::After::Json(j) => Value::text(&j),
+                    redo::After::Packed(p) => Value::Blob(p),
+                    redo::After::FromFinal => packed_final(r.rid)?,
+                };
+                let before = r.before.as_deref().map_or(Value::Null, Value::text);
+                let vals = [
+                    Value::Integer(csn),
+                    Value::Integer(r.tn),
+                    Value::Blob(txid.to_be_bytes().to_vec()),
+                    Value::Text(vec![r.op]),
+                    Value::Integer(r.rid),
+                    before,
+                    after,
+                    Value::Real(r.ts),
+                ];
+                write(r.seq, &vals)?;
+            }
+            continue;
+        }
+        // one row per change (spilled shards; records written before batches)
+        let mut vals = decode_row(image)?;
+        if table != OUTBOX_TABLE || !(8..=9).contains(&vals.len()) {
+            return Err(corrupt());
+        }
+        if vals.len() == 9 {
+            match (vals.pop(), &vals[4]) {
+                (Some(Value::Integer(AFTER_FROM_FINAL)), Value::Integer(rid)) => vals[6] = packed_final(*rid)?,
+                _ => return Err(corrupt()),
+            }
+        }
+        write(*rid, &vals)?;
     }
     Ok(())
 }
@@ -624,32 +616,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn staged_redo_image_matches_the_generic_encoding() {
-        let r = Staged { shard: ShardId(2), tn: 7, op: Op::Update, rid: -3, before: Some("{\"a\":1}".into()), after: None, ts: 1.5, seq: 9, values: None };
-        let generic = encode_row(&[
-            Value::Integer(42),
-            Value::Integer(7),
-            Value::Blob(vec![0, 0, 0, 0, 0, 0, 0, 0xff]),
-            Value::text("u"),
-            Value::Integer(-3),
-            Value::text("{\"a\":1}"),
-            Value::Null,
-            Value::Real(1.5),
-        ]);
-        assert_eq!(encode_staged(42, "00ff", &r, false), generic);
-        let mut flagged = generic.clone();
-        flagged.push(1);
-        flagged.extend_from_slice(&AFTER_FROM_FINAL.to_be_bytes());
-        assert_eq!(encode_staged(42, "00ff", &r, true), flagged);
-        assert_eq!(decode_row(&generic).unwrap().len(), 8);
-        // an insert whose after image is its values: stored packed
-        let vals = [Value::text("k"), Value::Integer(300), Value::Null];
-        let c = Staged { op: Op::Create, before: None, values: Some(encode_row(&vals)), ..r };
-        let image = decode_row(&encode_staged(42, "00ff", &c, false)).unwrap();
-        assert_eq!(image[6], Value::Blob(packed::pack(&vals)));
-        assert_eq!(packed::unpack(&packed::pack(&vals)).unwrap(), vals);
-        assert_eq!(txid_text(image[2].clone()), "00000000000000ff");
+    fn txids_are_stored_as_eight_bytes() {
+        assert_eq!(txid_bytes("00000000000000ff"), [0, 0, 0, 0, 0, 0, 0, 0xff]);
+        assert_eq!(txid_text(Value::Blob(txid_bytes("db553191dbfec049").to_vec())), "db553191dbfec049");
         assert_eq!(txid_text(Value::text("00ff")), "00ff"); // rows written before the BLOB form
+        let t = new_txid();
+        assert_eq!(txid_text(Value::Blob(txid_bytes(&t).to_vec())), t);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod clock;
 pub mod envelope;
 pub mod feed;
 pub mod packed;
+pub mod redo;
 pub mod store;
 
 pub use capture::{apply_redo, create_tables, Capture, Op, Record};

@@ -19,7 +19,7 @@ use crate::value::Value;
 
 pub const VERSION: u8 = 1;
 
-fn push_varint(out: &mut Vec<u8>, mut x: u64) {
+pub(crate) fn push_varint(out: &mut Vec<u8>, mut x: u64) {
     while x >= 0x80 {
         out.push((x as u8) | 0x80);
         x >>= 7;
@@ -27,11 +27,11 @@ fn push_varint(out: &mut Vec<u8>, mut x: u64) {
     out.push(x as u8);
 }
 
-fn zigzag(i: i64) -> u64 {
+pub(crate) fn zigzag(i: i64) -> u64 {
     ((i << 1) ^ (i >> 63)) as u64
 }
 
-fn unzigzag(u: u64) -> i64 {
+pub(crate) fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
@@ -95,7 +95,7 @@ pub fn pack_redo(mut b: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn read_varint(b: &mut &[u8]) -> Result<u64> {
+pub(crate) fn read_varint(b: &mut &[u8]) -> Result<u64> {
     let mut x = 0u64;
     for shift in (0..70).step_by(7) {
         let (&byte, rest) = b.split_first().ok_or_else(corrupt)?;

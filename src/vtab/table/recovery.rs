@@ -151,7 +151,6 @@ impl ShardedTable {
         let upsert = format!("INSERT OR REPLACE INTO {SHARD_TABLE}({col_list}) VALUES ({vals})");
         let delete = self.sql_delete.clone();
         let txlog = &self.txlog;
-        let layout = self.outbox.as_ref().map(|o| o.layout.clone());
         let c = self.conns.get_mut(&id).expect("opened by the caller");
         c.conn.exec(MARKER_DDL)?;
         let mut has = c.conn.prepare("SELECT 1 FROM _shardvt_txn WHERE txid = ?1")?;
@@ -185,11 +184,10 @@ impl ShardedTable {
         }
         let by_rid: std::collections::HashMap<i64, &Vec<u8>> =
             rows.iter().filter_map(|(r, i)| i.as_ref().map(|i| (*r, i))).collect();
-        let after_of = |rid: i64| -> Result<String> {
-            let img = by_rid.get(&rid).copied();
-            match (img, layout.as_ref()) {
-                (Some(bytes), Some(l)) => Ok(l.image(rid, &decode_row(bytes)?)),
-                _ => Err(Error::catalog("sharded: outbox redo row refers to a missing image in txlog.db")),
+        let after_of = |rid: i64| -> Result<Vec<u8>> {
+            match by_rid.get(&rid) {
+                Some(bytes) => Ok(bytes.to_vec()),
+                None => Err(Error::catalog("sharded: outbox redo row refers to a missing image in txlog.db")),
             }
         };
         crate::outbox::apply_redo(&c.conn, &side, after_of)?;
