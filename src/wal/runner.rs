@@ -168,6 +168,10 @@ fn commit_on(slot: &Slot, conn: &WalConn<'_>, frames: u32) {
             let r = outcome(conn.checkpoint(CheckpointMode::Passive));
             let took = t.elapsed().as_micros() as u64;
             lock(&slot.state).after_inline(action, r, rewinds, took, unix_ms());
+            // the background schedules the idle TRUNCATE from the shard's state; it may be
+            // asleep with nothing scheduled (a shard that was dirty before this commit, e.g.
+            // written in external mode, never woke it)
+            wake();
         }
     }
     let (limit, delay) = super::backpressure();
