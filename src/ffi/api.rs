@@ -471,6 +471,20 @@ impl Connection {
     /// uses; None when the file is not open through the `shardvt` VFS or its WAL index is not
     /// mapped. The read may be torn by a concurrent commit (see `shard::watch`).
     pub fn wal_index_header(&self) -> Option<[u32; 12]> {
+        self.wal_index_words::<12>(0)
+    }
+
+    /// `nBackfill` of this connection's WAL index (word 24 of `-shm` region 0, the first field
+    /// of the checkpoint info after the two header copies): how many WAL frames have been
+    /// copied into the database file. Read lock-free like [`Self::wal_index_header`].
+    pub fn wal_index_backfill(&self) -> Option<u32> {
+        self.wal_index_words::<1>(24).map(|w| w[0])
+    }
+
+    /// N native-endian words of `-shm` region 0 from word `at` (at + N <= 32: inside the
+    /// header and checkpoint info, which region 0's 32 KiB always holds).
+    fn wal_index_words<const N: usize>(&self, at: usize) -> Option<[u32; N]> {
+        debug_assert!(at + N <= 32);
         let mut f: *mut sys::sqlite3_file = ptr::null_mut();
         // SAFETY: live handle; FILE_POINTER writes the main database's sqlite3_file*.
         let rc = unsafe {
@@ -489,12 +503,12 @@ impl Connection {
         if p.is_null() {
             return None;
         }
-        let mut out = [0u32; 12];
+        let mut out = [0u32; N];
         for (i, w) in out.iter_mut().enumerate() {
             // SAFETY: region 0 is at least 32 KiB, page aligned, mapped while this connection
             // has its WAL index open (it is, as p is non-null, and we are its only thread);
             // volatile: other processes write it.
-            *w = unsafe { std::ptr::read_volatile(p.add(4 * i) as *const u32) };
+            *w = unsafe { std::ptr::read_volatile(p.add(4 * (at + i)) as *const u32) };
         }
         Some(out)
     }

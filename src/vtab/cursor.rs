@@ -12,6 +12,11 @@
 //! Column values are copied from the shard statement straight into SQLite's result (no Rust
 //! copy); only the merge key is read into Rust values.
 //!
+//! Connections: inside a write transaction a shard is read through its own connection (the
+//! reads must see the transaction's writes); otherwise through its pinned read connection
+//! (`shard::pin`), whose read transaction is reused by later statements while the shard is
+//! unchanged. Parallel scans read on worker connections (`shard::scan`).
+//!
 //! Snapshot age: each open shard statement holds a read snapshot of its shard, which keeps the
 //! shard's WAL from being checkpointed past it. Every 1024 rows the cursor checks
 //! `wal::snapshot_too_old`: once its snapshot is older than `max_snapshot_ms` (default 60 s,
@@ -27,12 +32,16 @@ use crate::merge::{pick_min, KeySpec};
 use crate::planner::{op, Plan};
 use crate::routing::prune::KeyTerm;
 use crate::routing::ShardId;
+use crate::shard::pin::Claim;
 use crate::shard::scan::{self, Stream};
 use crate::shard::SHARD_TABLE;
 use crate::value::{Affinity, Value};
 
 use super::explain;
 use super::table::ShardedTable;
+
+/// Statements visiting at most this many shards read through pinned connections.
+const MAX_PINNED_SHARDS: usize = 16;
 
 /// Where a shard's rows come from: a statement stepped on this thread, or a worker's stream.
 enum Head {
@@ -47,6 +56,23 @@ struct Source {
     key: Vec<Value>,
     /// current rowid (the merge key in rowid order)
     rid: i64,
+    /// the claim on the pinned read connection the statement runs on (None: the shard's own
+    /// connection, or a worker's stream); declared after `head`, so a dropped source
+    /// finalizes its statement before the claim ends
+    pin: Option<Claim>,
+}
+
+/// Gives a finished shard statement back to the connection it came from (`pin`: the pinned
+/// read connection, whose claim then ends; None: the shard's own connection).
+fn give_back(t: &mut ShardedTable, shard: ShardId, pin: Option<Claim>, sql: &str, stmt: Statement) {
+    match pin {
+        Some(claim) => claim.with(|c| c.give_bound(sql, stmt)),
+        None => {
+            if let Ok(c) = t.conn(shard) {
+                c.give_bound(sql, stmt);
+            }
+        }
+    }
 }
 
 impl Source {
@@ -181,9 +207,7 @@ impl ShardedCursor {
     fn release(&mut self, t: &mut ShardedTable) {
         for s in self.sources.drain(..) {
             if let Head::Stmt { sql, stmt } = s.head {
-                if let Ok(c) = t.conn(s.shard) {
-                    c.give_bound(&sql, stmt);
-                }
+                give_back(t, s.shard, s.pin, &sql, stmt);
             } // a stream's worker stops when its receiver is dropped
         }
         self.current = None;
@@ -390,6 +414,7 @@ impl VTabCursor for ShardedCursor {
                     head: Head::Chan(scan::start(&t.reader_pool, path, sql.clone(), binds.clone())),
                     key: Vec::new(),
                     rid: 0,
+                    pin: None,
                 });
             }
             for mut src in started {
@@ -404,21 +429,31 @@ impl VTabCursor for ShardedCursor {
         }
         let mut all_binds = binds.clone();
         all_binds.extend(limit.map(Value::Integer));
+        // a statement visiting many shards gains little from reused snapshots and would open
+        // a second connection (three file descriptors) per shard: it reads without pins
+        let use_pins = shards.len() <= MAX_PINNED_SHARDS;
         for id in shards {
-            let c = t.conn(id)?;
-            let mut st = c.take(&sql)?;
+            // outside a write transaction: the shard's pinned read connection (`shard::pin`)
+            let pin = match if use_pins { t.pinned(id)? } else { None } {
+                Some(p) => Some(p.enter()?),
+                None => None,
+            };
+            let mut st = match &pin {
+                Some(claim) => claim.with(|c| c.take(&sql))?,
+                None => t.conn(id)?.take(&sql)?,
+            };
             let has = st.bind_memo(&all_binds).and_then(|_| st.step());
             match has {
                 Ok(true) => {
                     let head = Head::Stmt { sql: sql.clone(), stmt: st };
-                    self.sources.push(Source { shard: id, head, key: Vec::new(), rid: 0 });
+                    self.sources.push(Source { shard: id, head, key: Vec::new(), rid: 0, pin });
                     let n = self.sources.len() - 1;
                     self.refresh_key(n);
                 }
-                Ok(false) => c.give_bound(&sql, st),
+                Ok(false) => give_back(t, id, pin, &sql, st),
                 Err(e) => {
-                    c.give_bound(&sql, st);
-                    return Err(c.annotate(e));
+                    give_back(t, id, pin, &sql, st);
+                    return Err(t.conn(id).map(|c| c.annotate(e.clone())).unwrap_or(e));
                 }
             }
         }
@@ -438,7 +473,7 @@ impl VTabCursor for ShardedCursor {
             Ok(false) => {
                 let s = self.sources.remove(i);
                 if let Head::Stmt { sql, stmt } = s.head {
-                    t.conn(s.shard)?.give_bound(&sql, stmt);
+                    give_back(t, s.shard, s.pin, &sql, stmt);
                 }
             }
             Err(e) => {

@@ -81,6 +81,9 @@ pub struct ShardedTable {
     /// Whether `dir` was derived from the table name (then RENAME moves the folder).
     default_dir: bool,
     conns: BTreeMap<ShardId, ShardConn>,
+    /// read connections with pinned snapshots, for reads outside a write transaction
+    /// (`shard::pin`)
+    pins: HashMap<ShardId, std::sync::Arc<crate::shard::pin::Pinned>>,
     in_txn: bool,
     sp_depth: u32,
     pub(crate) rowid_memo: HashMap<i64, ShardId>,
@@ -198,6 +201,39 @@ impl ShardedTable {
     /// Opens (lazily) the connection of shard `id`.
     pub(crate) fn conn(&mut self, id: ShardId) -> Result<&mut ShardConn> {
         if !self.conns.contains_key(&id) {
+            let c = self.open_shard(id)?;
+            self.conns.insert(id, c);
+        }
+        Ok(self.conns.get_mut(&id).unwrap())
+    }
+
+    /// The pinned-snapshot read connection of shard `id` (opened lazily), or None when reads
+    /// must use the shard's own connection: inside a write transaction (they must see its
+    /// writes), or with pinning off.
+    pub(crate) fn pinned(&mut self, id: ShardId) -> Result<Option<std::sync::Arc<crate::shard::pin::Pinned>>> {
+        if self.in_txn || !crate::shard::pin::enabled() {
+            return Ok(None);
+        }
+        if let Some(p) = self.pins.get(&id) {
+            return Ok(Some(p.clone()));
+        }
+        // the shard's own connection first: a shard that was read can then be written even if
+        // its folder turned read-only since (opening a connection there can fail)
+        self.conn(id)?;
+        let p = crate::shard::pin::Pinned::new(self.open_shard(id)?);
+        self.pins.insert(id, p.clone());
+        Ok(Some(p))
+    }
+
+    /// Closes the pinned read connections (before the table's files are moved or removed).
+    fn close_pins(&mut self) {
+        for (_, p) in self.pins.drain() {
+            crate::shard::pin::Pinned::close(p);
+        }
+    }
+
+    fn open_shard(&mut self, id: ShardId) -> Result<ShardConn> {
+        {
             let entry = match self.catalog.shards.iter().find(|s| s.id == id) {
                 Some(e) => e.clone(),
                 None => {
@@ -210,10 +246,8 @@ impl ShardedTable {
                         .ok_or_else(|| Error::shard(format!("sharded: shard {} is not in the catalog", id.0)))?
                 }
             };
-            let c = ShardConn::open(id, &self.catalog.shard_path(&entry), entry.identity)?;
-            self.conns.insert(id, c);
+            ShardConn::open(id, &self.catalog.shard_path(&entry), entry.identity)
         }
-        Ok(self.conns.get_mut(&id).unwrap())
     }
 
     /// The connection of shard `id`, joined to the current write transaction.
@@ -1058,6 +1092,7 @@ impl VTab for ShardedTable {
             catalog,
             default_dir,
             conns: BTreeMap::new(),
+            pins: HashMap::new(),
             in_txn: false,
             sp_depth: 0,
             rowid_memo: HashMap::new(),
@@ -1142,6 +1177,7 @@ impl VTab for ShardedTable {
             return Ok(()); // attached to files another table owns: leave them
         }
         self.conns.clear();
+        self.close_pins();
         let dir = self.catalog.dir.clone();
         let files: Vec<String> = self.catalog.shards.iter().map(|s| s.file.clone()).collect();
         let mut names: Vec<String> = Vec::new();
@@ -1440,6 +1476,7 @@ impl VTab for ShardedTable {
             }
             self.catalog.set_table_name(new_name)?;
             self.conns.clear();
+            self.close_pins();
             self.reader_pool.clear();
             let old_dir = self.catalog.dir.clone();
             let cfg = (*self.cfg).clone();
@@ -1464,6 +1501,7 @@ impl VTab for ShardedTable {
 impl Drop for ShardedTable {
     fn drop(&mut self) {
         registry::unregister_addr(self.self_addr);
+        self.close_pins();
         // Hand back the unused part of our rowid block if nobody reserved after us.
         if self.block.0 < self.block.1 {
             let _ = self.catalog.return_rowids(self.block.0, self.block.1);
