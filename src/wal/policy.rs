@@ -212,6 +212,12 @@ pub struct ShardWal {
     /// pinned). `now - pinned_since_ms` is a lower bound on the age of the oldest read
     /// transaction that pins the WAL.
     pub pinned_since_ms: Option<u64>,
+    /// The mode of the last commit (a commit in another mode may have left the shard dirty
+    /// without the background knowing).
+    pub last_mode: Option<Mode>,
+    /// After the inline checkpoint `on_commit` asked for, wake the background (it has not
+    /// been told about this dirty shard): read and cleared by `take_wake`.
+    pub wake_after_inline: bool,
     pub counters: Counters,
 }
 
@@ -231,7 +237,9 @@ impl ShardWal {
             self.tail_at = None;
             self.saturated_at = None;
         }
-        let was_clean = !self.dirty;
+        // the background only knows of a dirty shard that a managed commit woke it for
+        let was_clean = !self.dirty || self.last_mode != Some(Mode::Managed);
+        self.last_mode = Some(mode);
         self.frames = frames;
         self.last_commit_ms = Some(now_ms);
         self.dirty = true;
@@ -245,10 +253,12 @@ impl ShardWal {
             None => true,
         };
         if frames >= cfg.hard_cap && once_per_threshold(self.saturated_at) {
+            self.wake_after_inline = was_clean;
             return HookAction::Saturated;
         }
         if frames >= cfg.threshold && self.backfilled > 0 && self.backlog() <= cfg.tail_limit(frames) {
             if once_per_threshold(self.tail_at) {
+                self.wake_after_inline = was_clean;
                 return HookAction::Tail;
             }
         } else if !self.queued
@@ -263,6 +273,13 @@ impl ShardWal {
         } else {
             HookAction::Nothing
         }
+    }
+
+    /// Whether the background must be woken after the inline checkpoint `on_commit` chose
+    /// (the shard became dirty without the background being told: its first commit, or the
+    /// first one after commits in another mode); clears the flag.
+    pub fn take_wake(&mut self) -> bool {
+        std::mem::take(&mut self.wake_after_inline)
     }
 
     /// The inline checkpoint chosen by `on_commit` (`Tail` or `Saturated`) returned `outcome`.
@@ -530,6 +547,30 @@ mod tests {
         assert_eq!(Mode::parse(" Managed "), Some(Mode::Managed));
         assert_eq!(Mode::parse("litestream"), None);
         assert_eq!(Mode::External.name(), "external");
+    }
+
+    #[test]
+    fn a_shard_dirty_from_another_mode_wakes_the_background_once_managed() {
+        let c = cfg();
+        let mut s = ShardWal::default();
+        for f in [10, 5000, 9000] {
+            assert_eq!(s.on_commit(&c, Mode::External, f, 0), HookAction::Nothing);
+        }
+        // back to managed past the hard cap: inline, and the background must be told (it was
+        // never woken for this dirty shard, so no idle TRUNCATE would be scheduled)
+        assert_eq!(s.on_commit(&c, Mode::Managed, 9001, 5), HookAction::Saturated);
+        assert!(s.take_wake());
+        s.after_inline(HookAction::Saturated, Outcome::Done { log: 9001, ckpt: 9001 }, 0, 0, 5);
+        assert!(!s.take_wake());
+        // later managed inline checkpoints do not wake it again
+        assert_eq!(s.on_commit(&c, Mode::Managed, 10_002, 6), HookAction::Saturated);
+        assert!(!s.take_wake());
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 6 + c.idle_ms), (Some((0, Job::Truncate)), None));
+        // a managed shard that is already dirty and known: no wake
+        let mut m = ShardWal::default();
+        assert_eq!(m.on_commit(&c, Mode::Managed, 3, 0), HookAction::Wake);
+        assert_eq!(m.on_commit(&c, Mode::Managed, 9000, 1), HookAction::Saturated);
+        assert!(!m.take_wake());
     }
 
     #[test]

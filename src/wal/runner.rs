@@ -167,11 +167,16 @@ fn commit_on(slot: &Slot, conn: &WalConn<'_>, frames: u32) {
             let t = Instant::now();
             let r = outcome(conn.checkpoint(CheckpointMode::Passive));
             let took = t.elapsed().as_micros() as u64;
-            lock(&slot.state).after_inline(action, r, rewinds, took, unix_ms());
-            // the background schedules the idle TRUNCATE from the shard's state; it may be
-            // asleep with nothing scheduled (a shard that was dirty before this commit, e.g.
-            // written in external mode, never woke it)
-            wake();
+            let tell = {
+                let mut st = lock(&slot.state);
+                st.after_inline(action, r, rewinds, took, unix_ms());
+                st.take_wake()
+            };
+            // the background schedules the idle TRUNCATE from the shard's state: tell it about
+            // a shard it was never woken for (e.g. dirty from commits in external mode)
+            if tell {
+                wake();
+            }
         }
     }
     let (limit, delay) = super::backpressure();
