@@ -14,6 +14,7 @@
 //! - flags: bit 0 a before image follows; bits 1–2 the after image: 0 NULL, 1 TEXT (JSON),
 //!   2 BLOB (packed, `packed`), 3 the row's data image in the same record;
 //! - before (if flagged), then after (forms 1 and 2): varint byte length, then the bytes.
+//!
 //! Varints are unsigned LEB128 as in `packed`.
 
 use crate::error::{Error, Result};
