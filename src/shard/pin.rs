@@ -77,6 +77,8 @@ pub struct Pinned {
     users: AtomicUsize,
     /// a read transaction is open (the reaper's cheap filter)
     pinned: AtomicBool,
+    /// in the reaper's list (changed under the list's lock)
+    listed: AtomicBool,
     last_used_us: AtomicU64,
     state: Mutex<State>,
 }
@@ -91,6 +93,7 @@ impl Pinned {
         Arc::new(Pinned {
             users: AtomicUsize::new(0),
             pinned: AtomicBool::new(false),
+            listed: AtomicBool::new(false),
             last_used_us: AtomicU64::new(0),
             state: Mutex::new(State { conn, header: None }),
         })
@@ -177,18 +180,22 @@ impl Pinned {
     }
 
     /// Table side: drop the pin and close the connection now (before its files are removed or
-    /// renamed), waiting for a reaper pass that holds a reference.
+    /// renamed), waiting for a reaper pass that holds a reference. (Cursors, which hold claims,
+    /// are closed before a table is; should one still hold a claim, the connection closes with
+    /// its last reference instead, after at most a second of waiting.)
     pub fn close(mut this: Arc<Self>) {
+        let deadline = Instant::now() + Duration::from_secs(1);
         loop {
             match Arc::try_unwrap(this) {
                 Ok(p) => {
                     drop(p);
                     return;
                 }
-                Err(a) => {
+                Err(a) if Instant::now() < deadline => {
                     this = a;
                     std::thread::yield_now();
                 }
+                Err(_) => return,
             }
         }
     }
@@ -230,10 +237,10 @@ fn reaper() -> &'static Reaper {
 fn wake_reaper(p: &Arc<Pinned>) {
     let r = reaper();
     let mut pins = r.pins.lock().unwrap_or_else(|e| e.into_inner());
-    if !pins.iter().any(|w| w.as_ptr() == Arc::as_ptr(p)) {
+    if !p.listed.swap(true, Ordering::AcqRel) {
         pins.push(Arc::downgrade(p));
+        r.wake.notify_one();
     }
-    r.wake.notify_one();
 }
 
 fn run_reaper() {
@@ -252,7 +259,15 @@ fn run_reaper() {
             drop(live);
             pins = r.pins.lock().unwrap_or_else(|e| e.into_inner());
             // keep the pins still held (also any registered meanwhile)
-            pins.retain(|w| w.upgrade().is_some_and(|p| p.pinned.load(Ordering::Acquire)));
+            pins.retain(|w| {
+                w.upgrade().is_some_and(|p| {
+                    let keep = p.pinned.load(Ordering::Acquire);
+                    if !keep {
+                        p.listed.store(false, Ordering::Release);
+                    }
+                    keep
+                })
+            });
             pins = if pins.is_empty() {
                 r.wake.wait(pins).unwrap_or_else(|e| e.into_inner())
             } else {
