@@ -158,6 +158,8 @@ struct Staged {
     /// encoding (`txn::encode_row`); written packed (`packed::pack_redo`), and `redo_rows`
     /// compares them with the commit's redo image of the row
     values: Option<Vec<u8>>,
+    /// `values` packed, as `write_rows` stored them (reused by `redo_rows`)
+    packed: Option<Vec<u8>>,
 }
 
 pub struct Capture {
@@ -327,7 +329,7 @@ impl Capture {
         }
         self.next_tn += 1;
         self.staged_bytes += staged_size(&before, &after, &values);
-        self.staged.push(Staged { shard: id, tn: self.next_tn, op, rid, before, after, ts: now_secs(), seq: 0, values });
+        self.staged.push(Staged { shard: id, tn: self.next_tn, op, rid, before, after, ts: now_secs(), seq: 0, values, packed: None });
         self.staged_bytes > self.spill_bytes
     }
 
@@ -353,7 +355,11 @@ impl Capture {
                 st.bind_i64(6, r.rid)?;
                 st.bind_str(7, r.before.as_deref())?;
                 match (&r.after, &r.values) {
-                    (None, Some(v)) => st.bind_blob(8, &packed::pack_redo(v).ok_or_else(|| Error::internal("outbox: malformed row values"))?)?,
+                    (None, Some(v)) => {
+                        let p = packed::pack_redo(v).ok_or_else(|| Error::internal("outbox: malformed row values"))?;
+                        st.bind_blob(8, &p)?;
+                        r.packed = Some(p);
+                    }
                     (a, _) => st.bind_str(8, a.as_deref())?,
                 }
                 st.bind_f64(9, r.ts)?;
@@ -448,7 +454,10 @@ impl Capture {
             let after = match (&r.after, &r.values) {
                 _ if from_final => redo::After::FromFinal,
                 (Some(j), _) => redo::After::Json(j.clone()),
-                (None, Some(v)) => redo::After::Packed(packed::pack_redo(v).ok_or_else(|| Error::internal("outbox: malformed row values"))?),
+                (None, Some(v)) => redo::After::Packed(match &r.packed {
+                    Some(p) => p.clone(),
+                    None => packed::pack_redo(v).ok_or_else(|| Error::internal("outbox: malformed row values"))?,
+                }),
                 (None, None) => redo::After::Null,
             };
             let op = r.op.code().as_bytes()[0];
