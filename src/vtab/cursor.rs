@@ -452,8 +452,12 @@ impl VTabCursor for ShardedCursor {
                 }
                 Ok(false) => give_back(t, id, pin, &sql, st),
                 Err(e) => {
+                    let e = match &pin {
+                        Some(claim) => claim.with(|c| c.annotate(e)),
+                        None => t.conn(id).map(|c| c.annotate(e.clone())).unwrap_or(e),
+                    };
                     give_back(t, id, pin, &sql, st);
-                    return Err(t.conn(id).map(|c| c.annotate(e.clone())).unwrap_or(e));
+                    return Err(e);
                 }
             }
         }

@@ -232,22 +232,21 @@ impl ShardedTable {
         }
     }
 
+    /// A new connection to shard `id` (the catalog reloaded if it does not list the shard yet).
     fn open_shard(&mut self, id: ShardId) -> Result<ShardConn> {
-        {
-            let entry = match self.catalog.shards.iter().find(|s| s.id == id) {
-                Some(e) => e.clone(),
-                None => {
-                    self.catalog.reload()?;
-                    self.catalog
-                        .shards
-                        .iter()
-                        .find(|s| s.id == id)
-                        .cloned()
-                        .ok_or_else(|| Error::shard(format!("sharded: shard {} is not in the catalog", id.0)))?
-                }
-            };
-            ShardConn::open(id, &self.catalog.shard_path(&entry), entry.identity)
-        }
+        let entry = match self.catalog.shards.iter().find(|s| s.id == id) {
+            Some(e) => e.clone(),
+            None => {
+                self.catalog.reload()?;
+                self.catalog
+                    .shards
+                    .iter()
+                    .find(|s| s.id == id)
+                    .cloned()
+                    .ok_or_else(|| Error::shard(format!("sharded: shard {} is not in the catalog", id.0)))?
+            }
+        };
+        ShardConn::open(id, &self.catalog.shard_path(&entry), entry.identity)
     }
 
     /// The connection of shard `id`, joined to the current write transaction.
