@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use libsqlite3_sys as sys;
 
-use crate::error::{Error, Result};
+use crate::error::{codes, Error, Result};
 use crate::value::Value;
 
 /// The oldest host SQLite we support (sqlite3_vtab_in, LIMIT/OFFSET constraints, vtab_rhs_value).
@@ -511,6 +511,37 @@ impl Connection {
             *w = unsafe { std::ptr::read_volatile(p.add(4 * (at + i)) as *const u32) };
         }
         Some(out)
+    }
+
+    /// fsyncs (SQLITE_SYNC_NORMAL) this connection's main database file through its VFS, as a
+    /// checkpoint that reaches the end of the WAL does. Used by the checkpoint thread after a
+    /// checkpoint that stopped short of the end (SQLite syncs the database file only in one that
+    /// reaches it), so the writer's small final checkpoint does not inherit the writeback.
+    pub fn sync_db_file(&self) -> Result<()> {
+        let mut f: *mut sys::sqlite3_file = ptr::null_mut();
+        // SAFETY: live handle; FILE_POINTER writes the main database's sqlite3_file*.
+        let rc = unsafe {
+            call!(file_control(
+                self.db,
+                c"main".as_ptr(),
+                sys::SQLITE_FCNTL_FILE_POINTER,
+                &mut f as *mut *mut sys::sqlite3_file as *mut c_void
+            ))
+        };
+        if rc != sys::SQLITE_OK || f.is_null() {
+            return Err(Error::sqlite(codes::ERROR, format!("no open database file to sync: {}", self.path)));
+        }
+        // SAFETY: f is this open connection's database file, used by this thread only.
+        let rc = unsafe {
+            match (*f).pMethods.as_ref().and_then(|m| m.xSync) {
+                Some(sync) => sync(f, sys::SQLITE_SYNC_NORMAL),
+                None => sys::SQLITE_OK,
+            }
+        };
+        if rc != sys::SQLITE_OK {
+            return Err(Error::sqlite(rc, format!("disk I/O error syncing {}", self.path)));
+        }
+        Ok(())
     }
 
     /// The handle of this connection's open WAL file (SQLITE_FCNTL_JOURNAL_POINTER); None when

@@ -11,7 +11,8 @@
 //! - The thread (`run`, started by the first hooked connection, lives for the process): snapshot
 //!   the states, ask `policy::next_job`, run that job on the slot's connection (opened on demand
 //!   with READWRITE only, busy timeout 0, `synchronous=NORMAL`, so the checkpoint fsyncs the
-//!   database file here), report the outcome; with nothing to do, sleep until the earliest time
+//!   WAL here; the database file is synced here too: by SQLite when the checkpoint reaches the
+//!   WAL's end, by us when it stops short), report the outcome; with nothing to do, sleep until the earliest time
 //!   the policy named or until a hook wakes it.
 //! - Unregistering (`ShardHook` dropped after its connection closed): when the last connection
 //!   to a path goes, the slot leaves the registry and its manager connection is closed at once,
@@ -273,6 +274,13 @@ fn with_conn(slot: &Slot, f: impl FnOnce(&Connection) -> Outcome) -> Outcome {
     f(cell.conn.as_ref().expect("opened above"))
 }
 
+/// Whether the checkpoint thread syncs a database file after a checkpoint that stopped short of
+/// the WAL's end (default on; `SHARDVT_SYNC_AFTER_DRAIN=0` turns it off, for comparisons).
+fn sync_after_drain() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SHARDVT_SYNC_AFTER_DRAIN").map(|v| v != "0").unwrap_or(true))
+}
+
 fn execute(slot: &Slot, job: Job) {
     let cfg = cfg();
     match job {
@@ -283,7 +291,24 @@ fn execute(slot: &Slot, job: Job) {
         }
         Job::Drain => {
             let rewinds = lock(&slot.state).counters.rewinds;
-            let r = with_conn(slot, |c| outcome(walhook::checkpoint(c, CheckpointMode::Passive)));
+            let r = with_conn(slot, |c| {
+                let before = c.wal_index_backfill();
+                let r = walhook::checkpoint(c, CheckpointMode::Passive);
+                // Stopped short of the WAL's end: SQLite did not sync the database file (it only
+                // does in a checkpoint that reaches the end). Sync it here, so the writer's tail
+                // checkpoint (which does reach the end) has only its own pages to write back.
+                // (`log` is the WAL's end when the checkpoint began; SQLite compares with the
+                // end at the moment it finishes, which the writer may have moved on.)
+                let end = c.wal_index_header().map(|h| h[4]);
+                let short = end.is_some_and(|m| (r.ckpt as u32) < m);
+                if r.rc == 0 && r.ckpt > 0 && short && before != Some(r.ckpt as u32) && sync_after_drain() {
+                    if let Err(e) = c.sync_db_file() {
+                        log(e.code(), &format!("sharded: shard file {}: {e}", slot.path));
+                        return Outcome::Failed;
+                    }
+                }
+                outcome(r)
+            });
             let warning = lock(&slot.state).after_drain(cfg, r, rewinds, now_ms(), unix_ms());
             if let Some(w) = warning {
                 log(28, &format!("sharded: shard file {}: {w}", slot.path)); // SQLITE_WARNING

@@ -217,6 +217,37 @@ def test_reader_pinning_the_wal_is_reported(connect, tmp):
     assert size(shard + "-wal") == 0
 
 
+def test_a_checkpoint_stopped_short_syncs_the_database_file(connect, tmp):
+    """SQLite fsyncs the database file only in a checkpoint that reaches the end of the WAL, so
+    the pages a partial checkpoint copied would all be written back by the next full one: the
+    writer's own small tail checkpoint. The manager's thread syncs the database file itself after
+    a drain that stopped short (here: a reader's snapshot stops it)."""
+    conn, shard = make_table(connect, tmp, "short", "managed")
+
+    def db_syncs():
+        return sum(x["syncs"] for x in json.loads(scalar(conn, "SELECT shardvt_io_stats('short.t.shards')"))
+                   if x["class"] == "db" and x["path"].endswith("shard-0000.db"))
+
+    for i in range(150):  # a few hundred frames: below the drain mark, so nothing copies them yet
+        conn.execute("INSERT INTO t(k, v) VALUES (?, ?)", (f"a{i}", "y" * 300))
+    reader = apsw.Connection(shard)  # a plain connection holding a snapshot at those frames
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM data").fetchall() == [(150,)]
+    try:
+        before = db_syncs()
+        for i in range(600):  # past the drain mark: the thread copies up to the reader's snapshot
+            conn.execute("INSERT INTO t(k, v) VALUES (?, ?)", (f"b{i}", "z" * 300))
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and db_syncs() == before:
+            time.sleep(0.02)
+        [st] = wal_stats(conn, "short.t.shards")
+        assert db_syncs() > before, st
+        assert st["frames"] > st["backfilled"] > 0, st  # stopped short: the reader holds the rest
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+
+
 def test_manage_wal_puts_the_host_database_under_the_manager(connect, tmp):
     """Issue 5 item 1: one SQL call gives the host connection's own WAL database the same
     manager: bounded WAL that rewinds under continuous writes, 0 bytes when idle, stats; refused
