@@ -9,9 +9,10 @@
 //! - commits only record the WAL size (a mutex-protected counter update); from 500 frames on the
 //!   background thread drains the WAL with `PASSIVE` checkpoints, largest backlog first, on its
 //!   own connection (busy timeout 0: it never waits for a writer, and a PASSIVE checkpoint never
-//!   blocks one); after a drain that stopped short of the WAL's end it fsyncs the database file
-//!   (SQLite itself syncs it only in a checkpoint that reaches the end, so otherwise the writer's
-//!   tail below would pay for the writeback of every page the drains copied);
+//!   blocks one); once per cycle, when the WAL has reached 750 frames, it fsyncs the database
+//!   file after a drain if drains copied pages SQLite left unsynced (SQLite syncs it only in a
+//!   checkpoint that reaches the WAL's end, so otherwise the writer's tail below would pay for
+//!   the writeback of every page the drains copied);
 //! - once the WAL has passed 1000 frames (stock SQLite's threshold) and the drains have left a
 //!   small tail, the writer's hook copies the tail itself (a tiny PASSIVE checkpoint right after
 //!   its commit), so its next transaction starts with the WAL fully backfilled and SQLite rewinds

@@ -504,6 +504,32 @@ pub fn next_job(cfg: &Config, mode: Mode, shards: &[ShardWal], now_ms: u64) -> (
     (best, wake)
 }
 
+/// After a background drain (PASSIVE checkpoint) that copied the WAL up to frame `copied_to`
+/// (nBackfill; `before` was nBackfill before it), with the WAL ending at frame `end` right
+/// after it: whether the checkpoint thread must now fsync the database file itself.
+///
+/// SQLite syncs the database file only in a checkpoint that reaches the WAL's end. Without this,
+/// every page the drains copied would be written back by the next checkpoint that does: the
+/// writer's tail. `unsynced` remembers pages copied by earlier drains but not yet synced. The
+/// sync is done once per WAL cycle, by the first drain that finds the WAL at 3/4 of `threshold`
+/// or more (the last drains before the tail): each background fsync slows the writer's
+/// concurrent commits a little (measured as p99), so one per cycle, covering every drain of it.
+pub fn sync_after_drain(cfg: &Config, unsynced: &mut bool, before: Option<u32>, copied_to: u32, end: Option<u32>) -> bool {
+    let Some(end) = end else { return false };
+    if copied_to >= end {
+        *unsynced = false; // reached the end: SQLite synced the file itself
+        return false;
+    }
+    if copied_to > 0 && before != Some(copied_to) {
+        *unsynced = true;
+    }
+    if *unsynced && end >= cfg.threshold / 4 * 3 {
+        *unsynced = false;
+        return true;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -790,5 +816,28 @@ mod tests {
         // the background copied almost everything: the WAL is about to rewind, no delay
         s.after_drain(&c, Outcome::Done { log: 5000, ckpt: 4990 }, 0, 1, 0);
         assert_eq!(s.backpressure(4000, 5), None);
+    }
+
+    #[test]
+    fn drains_that_stop_short_get_one_database_sync_per_cycle() {
+        let cfg = Config::default(); // threshold 1000: syncs from 750 frames on
+        let mut u = false;
+        // an early drain copies 0..500 of 600: no sync yet, but remembered
+        assert!(!sync_after_drain(&cfg, &mut u, Some(0), 500, Some(600)));
+        assert!(u);
+        // a late drain that copied nothing new still syncs what the early one copied
+        assert!(sync_after_drain(&cfg, &mut u, Some(500), 500, Some(800)));
+        assert!(!u);
+        // nothing copied since the sync: no second one in the cycle
+        assert!(!sync_after_drain(&cfg, &mut u, Some(500), 500, Some(900)));
+        // copied again, late: sync
+        assert!(sync_after_drain(&cfg, &mut u, Some(500), 850, Some(950)));
+        // a drain that reached the end was synced by SQLite: forget the early pages
+        assert!(!sync_after_drain(&cfg, &mut u, Some(0), 300, Some(400)));
+        assert!(u);
+        assert!(!sync_after_drain(&cfg, &mut u, Some(300), 900, Some(900)));
+        assert!(!u);
+        // no WAL index to read: never sync
+        assert!(!sync_after_drain(&cfg, &mut u, None, 900, None));
     }
 }

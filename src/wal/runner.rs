@@ -42,6 +42,9 @@ struct Slot {
     state: Mutex<ShardWal>,
     conn: Mutex<ConnCell>,
     truncating: Mutex<()>,
+    /// pages copied into the database file by drains that SQLite did not sync (checkpoint
+    /// thread only; see `policy::sync_after_drain`)
+    unsynced: std::sync::atomic::AtomicBool,
 }
 
 struct Manager {
@@ -224,6 +227,7 @@ fn register(path: &str) -> Arc<Slot> {
         state: Mutex::new(ShardWal::default()),
         conn: Mutex::new(ConnCell { conn: None, retired: false }),
         truncating: Mutex::new(()),
+        unsynced: std::sync::atomic::AtomicBool::new(false),
     });
     slots.push(s.clone());
     s
@@ -294,17 +298,19 @@ fn execute(slot: &Slot, job: Job) {
             let r = with_conn(slot, |c| {
                 let before = c.wal_index_backfill();
                 let r = walhook::checkpoint(c, CheckpointMode::Passive);
-                // Stopped short of the WAL's end: SQLite did not sync the database file (it only
-                // does in a checkpoint that reaches the end). Sync it here, so the writer's tail
-                // checkpoint (which does reach the end) has only its own pages to write back.
-                // (`log` is the WAL's end when the checkpoint began; SQLite compares with the
-                // end at the moment it finishes, which the writer may have moved on.)
+                // `log` is the WAL's end when the checkpoint began; SQLite decided whether to
+                // sync the database file by the end at the moment it finished: read it again.
                 let end = c.wal_index_header().map(|h| h[4]);
-                let short = end.is_some_and(|m| (r.ckpt as u32) < m);
-                if r.rc == 0 && r.ckpt > 0 && short && before != Some(r.ckpt as u32) && sync_after_drain() {
-                    if let Err(e) = c.sync_db_file() {
-                        log(e.code(), &format!("sharded: shard file {}: {e}", slot.path));
-                        return Outcome::Failed;
+                if r.rc == 0 && r.ckpt >= 0 && sync_after_drain() {
+                    let mut unsynced = slot.unsynced.load(Ordering::Acquire);
+                    let sync = policy::sync_after_drain(cfg, &mut unsynced, before, r.ckpt as u32, end);
+                    slot.unsynced.store(unsynced, Ordering::Release);
+                    if sync {
+                        if let Err(e) = c.sync_db_file() {
+                            slot.unsynced.store(true, Ordering::Release);
+                            log(e.code(), &format!("sharded: shard file {}: {e}", slot.path));
+                            return Outcome::Failed;
+                        }
                     }
                 }
                 outcome(r)

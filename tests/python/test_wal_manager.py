@@ -220,8 +220,8 @@ def test_reader_pinning_the_wal_is_reported(connect, tmp):
 def test_a_checkpoint_stopped_short_syncs_the_database_file(connect, tmp):
     """SQLite fsyncs the database file only in a checkpoint that reaches the end of the WAL, so
     the pages a partial checkpoint copied would all be written back by the next full one: the
-    writer's own small tail checkpoint. The manager's thread syncs the database file itself after
-    a drain that stopped short (here: a reader's snapshot stops it)."""
+    writer's own small tail checkpoint. The manager's thread syncs the database file itself once
+    the WAL passes 750 frames if drains stopped short (here: a reader's snapshot stops them)."""
     conn, shard = make_table(connect, tmp, "short", "managed")
 
     def db_syncs():
