@@ -83,6 +83,12 @@ pub struct Pinned {
     state: Mutex<State>,
 }
 
+/// The reaper's clock, read by the host thread instead of the system clock: `now_us()` as of the
+/// reaper's last pass (or the last pin registration). A statement's `leave` only stores it (no
+/// clock read per shard); a pin therefore ends between `idle_us` and `idle_us` plus one reaper
+/// period (`idle_us / 2`) after its last use.
+static TICK: AtomicU64 = AtomicU64::new(0);
+
 fn now_us() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_micros() as u64
@@ -152,7 +158,7 @@ impl Pinned {
 
     /// Host thread, after a statement (reset and given back): see [`Claim`].
     fn leave(&self) {
-        self.last_used_us.store(now_us(), Ordering::Release);
+        self.last_used_us.store(TICK.load(Ordering::Relaxed), Ordering::Release);
         self.users.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -237,6 +243,7 @@ fn reaper() -> &'static Reaper {
 fn wake_reaper(p: &Arc<Pinned>) {
     let r = reaper();
     let mut pins = r.pins.lock().unwrap_or_else(|e| e.into_inner());
+    TICK.store(now_us(), Ordering::Relaxed);
     if !p.listed.swap(true, Ordering::AcqRel) {
         pins.push(Arc::downgrade(p));
         r.wake.notify_one();
@@ -253,6 +260,7 @@ fn run_reaper() {
             let live: Vec<Arc<Pinned>> = pins.iter().filter_map(Weak::upgrade).collect();
             drop(pins);
             let now = now_us();
+            TICK.store(now, Ordering::Relaxed);
             for p in &live {
                 p.reap(now);
             }

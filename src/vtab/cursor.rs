@@ -37,15 +37,89 @@ use crate::shard::scan::{self, Stream};
 use crate::shard::SHARD_TABLE;
 use crate::value::{Affinity, Value};
 
+use std::rc::Rc;
+
 use super::explain;
 use super::table::ShardedTable;
 
 /// Statements visiting at most this many shards read through pinned connections.
 const MAX_PINNED_SHARDS: usize = 16;
 
+/// What xFilter derives from a plan (idxStr) and the table's columns alone: cached with the
+/// decoded plan (`ShardedTable::plan_cache`), so a repeated statement only adds its WHERE terms.
+pub(crate) struct Shape {
+    plan: Plan,
+    /// `SELECT rowid, <used columns> FROM data`
+    select: String,
+    /// ` ORDER BY <merge key>, rowid`
+    order: String,
+    /// vtab column → result column
+    col_map: Vec<Option<usize>>,
+    rowid_alias: Option<usize>,
+    spec: Vec<KeySpec>,
+    key_cols: Vec<usize>,
+    rowid_order: bool,
+}
+
+impl Shape {
+    fn new(plan: Plan, cfg: &crate::config::TableConfig) -> Shape {
+        // Select list: rowid first, then the columns SQLite will read.
+        let used = |i: usize| if i < 63 { plan.col_used & (1u64 << i) != 0 } else { plan.col_used & (1u64 << 63) != 0 };
+        let mut select = vec!["rowid".to_string()];
+        let mut col_map = vec![None; cfg.columns.len()];
+        for (i, c) in cfg.columns.iter().enumerate() {
+            if c.is_rowid_alias {
+                continue;
+            }
+            if used(i) || plan.order.iter().any(|o| o.column == i as i32) {
+                col_map[i] = Some(select.len());
+                select.push(quote_ident(&c.name));
+            }
+        }
+        // Merge key and ORDER BY.
+        let mut spec = Vec::new();
+        let mut key_cols = Vec::new();
+        let mut order_sql = Vec::new();
+        let rowid_order = plan.order.is_empty();
+        if rowid_order {
+            spec.push(KeySpec { desc: false, collation: "BINARY".into() });
+            key_cols.push(0);
+            order_sql.push("rowid".to_string());
+        } else {
+            for o in &plan.order {
+                let (rc, expr) = if o.column < 0 || cfg.columns[o.column as usize].is_rowid_alias {
+                    (0, "rowid".to_string())
+                } else {
+                    let i = o.column as usize;
+                    (col_map[i].unwrap_or(0), format!("{} COLLATE {}", quote_ident(&cfg.columns[i].name), o.collation))
+                };
+                key_cols.push(rc);
+                spec.push(KeySpec { desc: o.desc, collation: o.collation.clone() });
+                order_sql.push(format!("{expr}{}", if o.desc { " DESC" } else { "" }));
+            }
+            if !plan.order.iter().any(|o| o.column < 0 || cfg.columns[o.column as usize].is_rowid_alias) {
+                // Ties by rowid, in the direction of the last term: an index on the last term
+                // then delivers the order as it is stored (no sort in the shard).
+                let desc = plan.order.last().map(|o| o.desc).unwrap_or(false);
+                order_sql.push(if desc { "rowid DESC".to_string() } else { "rowid".to_string() });
+            }
+        }
+        Shape {
+            select: format!("SELECT {} FROM {SHARD_TABLE}", select.join(", ")),
+            order: format!(" ORDER BY {}", order_sql.join(", ")),
+            col_map,
+            rowid_alias: cfg.rowid_alias(),
+            spec,
+            key_cols,
+            rowid_order,
+            plan,
+        }
+    }
+}
+
 /// Where a shard's rows come from: a statement stepped on this thread, or a worker's stream.
 enum Head {
-    Stmt { sql: String, stmt: Statement },
+    Stmt { sql: Rc<str>, stmt: Statement },
     Chan(Stream),
 }
 
@@ -228,7 +302,10 @@ impl ShardedCursor {
         let s = &mut self.sources[i];
         s.rid = s.rowid_now();
         if !self.rowid_order {
-            s.key = self.key_cols.iter().map(|&c| s.value_at(c)).collect();
+            let mut key = std::mem::take(&mut s.key);
+            key.clear();
+            key.extend(self.key_cols.iter().map(|&c| s.value_at(c)));
+            s.key = key;
         }
     }
 }
@@ -248,10 +325,10 @@ impl VTabCursor for ShardedCursor {
         self.rows = 0;
         t.resolve_in_doubt()?;
         let idx = idx_str.unwrap_or("1;u=ffffffffffffffff");
-        let plan = match t.plan_cache.get(idx) {
+        let shape = match t.plan_cache.get(idx) {
             Some(p) => p.clone(),
             None => {
-                let p = std::rc::Rc::new(Plan::decode(idx)?);
+                let p = Rc::new(Shape::new(Plan::decode(idx)?, &t.cfg));
                 if t.plan_cache.len() > 256 {
                     t.plan_cache.clear();
                 }
@@ -259,6 +336,7 @@ impl VTabCursor for ShardedCursor {
                 p
             }
         };
+        let plan = &shape.plan;
         let cfg = t.cfg.clone();
         let key_col = cfg.key_column as i32;
         let key_coll = t.key_collation().to_string();
@@ -331,55 +409,18 @@ impl VTabCursor for ShardedCursor {
         }
         let shards = t.prune(&key_terms)?;
 
-        // Select list: rowid first, then the columns SQLite will read.
-        let used = |i: usize| if i < 63 { plan.col_used & (1u64 << i) != 0 } else { plan.col_used & (1u64 << 63) != 0 };
-        let mut select = vec!["rowid".to_string()];
-        self.col_map = vec![None; cfg.columns.len()];
-        self.rowid_alias = cfg.rowid_alias();
-        for (i, c) in cfg.columns.iter().enumerate() {
-            if c.is_rowid_alias {
-                continue;
-            }
-            if used(i) || plan.order.iter().any(|o| o.column == i as i32) {
-                self.col_map[i] = Some(select.len());
-                select.push(quote_ident(&c.name));
-            }
-        }
-        // Merge key and ORDER BY.
-        self.spec.clear();
-        self.key_cols.clear();
-        let mut order_sql = Vec::new();
-        self.rowid_order = plan.order.is_empty();
-        if plan.order.is_empty() {
-            self.spec.push(KeySpec { desc: false, collation: "BINARY".into() });
-            self.key_cols.push(0);
-            order_sql.push("rowid".to_string());
-        } else {
-            for o in &plan.order {
-                let (rc, expr) = if o.column < 0 || cfg.columns[o.column as usize].is_rowid_alias {
-                    (0, "rowid".to_string())
-                } else {
-                    let i = o.column as usize;
-                    (self.col_map[i].unwrap(), format!("{} COLLATE {}", quote_ident(&cfg.columns[i].name), o.collation))
-                };
-                self.key_cols.push(rc);
-                self.spec.push(KeySpec { desc: o.desc, collation: o.collation.clone() });
-                order_sql.push(format!("{expr}{}", if o.desc { " DESC" } else { "" }));
-            }
-            if !plan.order.iter().any(|o| o.column < 0 || cfg.columns[o.column as usize].is_rowid_alias) {
-                // Ties by rowid, in the direction of the last term: an index on the last term
-                // then delivers the order as it is stored (no sort in the shard).
-                let desc = plan.order.last().map(|o| o.desc).unwrap_or(false);
-                order_sql.push(if desc { "rowid DESC".to_string() } else { "rowid".to_string() });
-            }
-        }
-        let mut sql = format!("SELECT {} FROM {SHARD_TABLE}", select.join(", "));
+        self.col_map.clone_from(&shape.col_map);
+        self.rowid_alias = shape.rowid_alias;
+        self.spec.clone_from(&shape.spec);
+        self.key_cols.clone_from(&shape.key_cols);
+        self.rowid_order = shape.rowid_order;
+        let mut sql = String::with_capacity(shape.select.len() + shape.order.len() + 64);
+        sql.push_str(&shape.select);
         if !conds.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conds.join(" AND "));
         }
-        sql.push_str(" ORDER BY ");
-        sql.push_str(&order_sql.join(", "));
+        sql.push_str(&shape.order);
         let mut limit: Option<i64> = None;
         if let (Some(l), true) = (plan.limit_argv, all_pushed) {
             let lv = args[l as usize - 1].as_i64();
@@ -427,8 +468,9 @@ impl VTabCursor for ShardedCursor {
             self.pick();
             return Ok(());
         }
-        let mut all_binds = binds.clone();
+        let mut all_binds = binds;
         all_binds.extend(limit.map(Value::Integer));
+        let sql: Rc<str> = sql.into();
         // a statement visiting many shards gains little from reused snapshots and would open
         // a second connection (three file descriptors) per shard: it reads without pins
         let use_pins = shards.len() <= MAX_PINNED_SHARDS;
@@ -445,7 +487,7 @@ impl VTabCursor for ShardedCursor {
             let has = st.bind_memo(&all_binds).and_then(|_| st.step());
             match has {
                 Ok(true) => {
-                    let head = Head::Stmt { sql: sql.clone(), stmt: st };
+                    let head = Head::Stmt { sql: Rc::clone(&sql), stmt: st };
                     self.sources.push(Source { shard: id, head, key: Vec::new(), rid: 0, pin });
                     let n = self.sources.len() - 1;
                     self.refresh_key(n);

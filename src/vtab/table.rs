@@ -76,7 +76,7 @@ pub struct ShardedTable {
     pub(crate) name: String,
     pub(crate) cfg: std::rc::Rc<TableConfig>,
     /// decoded plans by idxStr (xFilter runs once per lookup: no re-parsing)
-    pub(crate) plan_cache: HashMap<String, std::rc::Rc<crate::planner::Plan>>,
+    pub(crate) plan_cache: HashMap<String, std::rc::Rc<super::cursor::Shape>>,
     pub(crate) catalog: Catalog,
     /// Whether `dir` was derived from the table name (then RENAME moves the folder).
     default_dir: bool,
@@ -554,7 +554,9 @@ impl ShardedTable {
         if shards.len() < 2 || self.in_txn || !crate::ffi::api::host_threadsafe() {
             return false;
         }
-        let forced = std::env::var("SHARDVT_PARALLEL").map(|v| v.trim().to_string()).unwrap_or_default();
+        // read once per process (this runs on every xFilter)
+        static FORCED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let forced = FORCED.get_or_init(|| std::env::var("SHARDVT_PARALLEL").map(|v| v.trim().to_string()).unwrap_or_default());
         if forced == "0" || (forced != "1" && (!filtered_scan || shards.len() > MAX_AUTO_SCAN_THREADS)) {
             return false;
         }
