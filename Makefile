@@ -6,7 +6,7 @@ EXT := libshardvt.so
 PY ?= python3
 SQLITE3 ?= sqlite3
 
-.PHONY: all build test unit golden slt conformance python rust-host outbox-e2e outbox-e2e-nats demo bench bench-wal crash soak clean check-so
+.PHONY: all build test unit golden slt conformance conformance-nightly python rust-host outbox-e2e outbox-e2e-nats demo bench bench-wal crash soak clean check-so
 
 all: build
 
@@ -34,6 +34,15 @@ slt: $(EXT)
 conformance: $(EXT)
 	$(PY) tests/slt/run_slt.py --ext ./$(EXT) --mode hash ../shared/conformance/sqllogictest/compact
 	$(PY) tests/slt/run_slt.py --ext ./$(EXT) --mode prefix ../shared/conformance/sqllogictest/compact
+
+# SQLite's longer sqllogictest set (../shared/conformance/sqllogictest/nightly.tar.gz, 53 files,
+# about 6 minutes here; not part of `make test`): unpacked into a temp folder, run natively
+# first (the baseline counts), then with every table sharded by hash and by prefix.
+conformance-nightly: $(EXT)
+	set -o pipefail; d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && tar xzf ../shared/conformance/sqllogictest/nightly.tar.gz -C "$$d" && \
+	$(PY) tests/slt/run_slt.py --mode native "$$d" | tail -1 && \
+	$(PY) tests/slt/run_slt.py --ext ./$(EXT) --mode hash "$$d" | tail -3 && \
+	$(PY) tests/slt/run_slt.py --ext ./$(EXT) --mode prefix "$$d" | tail -3
 
 python: $(EXT)
 	$(PY) -m pytest -q tests/python

@@ -438,8 +438,8 @@ impl<'a> Planner<'a> {
         }
         let prev = if i > 0 { Some(&t[i - 1]) } else { None };
         let next = t.get(i + len);
-        let left_closed = prev.map_or(true, |p| p.is_op("(") || p.is_op(","));
-        let right_closed = next.map_or(true, |n| n.is_op(")") || n.is_op(","));
+        let left_closed = prev.is_none_or(|p| p.is_op("(") || p.is_op(","));
+        let right_closed = next.is_none_or(|n| n.is_op(")") || n.is_op(","));
         if left_closed && right_closed && (prev.is_some() || next.is_some()) {
             return true;
         }

@@ -645,7 +645,7 @@ impl Statement {
     pub fn bind_memo(&mut self, vals: &[Value]) -> Result<()> {
         let memo = self.memo.take().filter(|m| m.len() == vals.len());
         for (i, v) in vals.iter().enumerate() {
-            if memo.as_ref().map_or(true, |m| m[i] != *v) {
+            if memo.as_ref().is_none_or(|m| m[i] != *v) {
                 self.bind_raw(i + 1, v)?;
             }
         }

@@ -54,7 +54,7 @@ impl SharedMap {
     /// The 8-byte aligned slot at `offset` as an atomic (panics if out of range or unaligned:
     /// a programming error).
     pub fn atomic_i64(&self, offset: usize) -> &AtomicI64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.len, "clock slot out of range");
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "clock slot out of range");
         // SAFETY: in bounds and aligned (mmap returns page-aligned memory); the mapping lives as
         // long as &self; AtomicI64 has the layout of i64 and all accesses to it are atomic.
         unsafe { &*(self.ptr.add(offset) as *const AtomicI64) }

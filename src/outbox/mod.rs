@@ -22,6 +22,7 @@
 //!   that shard's lock, a move holds both shards; inside a transaction tn is program order;
 //! - causally later transactions come later even on other shards (a transaction that read a
 //!   committed change takes its csn after that change's csn was allocated).
+//!
 //! An export reads the clock C first, then waits on each shard for writers that may hold a
 //! csn <= C (`feed::barrier`), resolves interrupted multi-shard commits, then returns changes
 //! with csn <= C: those are final, so exports never skip or reorder.
