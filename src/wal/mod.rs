@@ -16,7 +16,8 @@
 //! - once the WAL has passed 1000 frames (stock SQLite's threshold) and the drains have left a
 //!   small tail, the writer's hook copies the tail itself (a tiny PASSIVE checkpoint right after
 //!   its commit), so its next transaction starts with the WAL fully backfilled and SQLite rewinds
-//!   the WAL to its beginning;
+//!   the WAL to its beginning; at 1200 frames it copies whatever is left, however large (a
+//!   background that cannot keep up must not let the WAL grow);
 //! - a shard with no commit for 150 ms gets `TRUNCATE`d: its `-wal` file becomes 0 bytes;
 //!   writers of this process that start a transaction meanwhile wait for it in-process
 //!   ([`before_write`]) instead of polling SQLite's lock;

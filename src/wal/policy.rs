@@ -31,8 +31,11 @@
 //!    stock SQLite does (at most once per `threshold` new frames, so a reader that pins the WAL
 //!    does not turn every commit into a futile checkpoint).
 //! 3. frames >= `threshold`, a drain happened in this WAL generation and at most `tail` frames are
-//!    left (more once the WAL is past `threshold`: `Config::tail_limit`): inline tail checkpoint (again at most once per `threshold` frames if the following
-//!    transaction could not rewind, e.g. because a reader holds an old snapshot).
+//!    left (more once the WAL is past `threshold`: `Config::tail_limit`), or in any case once it
+//!    holds `force_tail` (1.2 × threshold) frames: inline tail checkpoint (again at most once per
+//!    `threshold` frames if the following transaction could not rewind, e.g. because a reader
+//!    holds an old snapshot). The forced tail bounds the WAL when the background lags (a writer
+//!    faster than the copying): it may copy a few hundred frames, still less than stock's 1000.
 //! 4. frames >= `drain_at` (half the threshold) and more than `drain_chunk` (a quarter) frames not
 //!    yet copied, or frames >= `threshold` and more than `tail` not copied: ask the background for
 //!    a drain. Starting early lets the drains catch up with the writer by the time the WAL reaches
@@ -89,6 +92,9 @@ pub struct Config {
     pub drain_chunk: u32,
     pub hard_cap: u32,
     pub tail: u32,
+    /// From this many frames on the writer copies whatever is left, however large: the WAL
+    /// rewinds by then even when the background lags (bounds the WAL at ~1.2x stock's).
+    pub force_tail: u32,
     pub idle_ms: u64,
     pub close_after_ms: u64,
     pub retry_ms: u64,
@@ -122,6 +128,7 @@ impl Config {
             drain_chunk: threshold / 4,
             hard_cap: threshold.saturating_mul(8),
             tail: (threshold / 8).max(1),
+            force_tail: threshold.saturating_add(threshold / 5),
             idle_ms: 150,
             close_after_ms: 2000,
             retry_ms: 20,
@@ -256,7 +263,9 @@ impl ShardWal {
             self.wake_after_inline = was_clean;
             return HookAction::Saturated;
         }
-        if frames >= cfg.threshold && self.backfilled > 0 && self.backlog() <= cfg.tail_limit(frames) {
+        if frames >= cfg.threshold
+            && ((self.backfilled > 0 && self.backlog() <= cfg.tail_limit(frames)) || frames >= cfg.force_tail)
+        {
             if once_per_threshold(self.tail_at) {
                 self.wake_after_inline = was_clean;
                 return HookAction::Tail;
@@ -538,6 +547,11 @@ mod tests {
         Config::with_threshold(1000)
     }
 
+    /// `cfg()` without the forced tail, to test the drain rules on WALs past 1.2 × threshold.
+    fn cfg_no_force() -> Config {
+        Config { force_tail: u32::MAX, ..cfg() }
+    }
+
     fn commits(s: &mut ShardWal, c: &Config, frames: impl IntoIterator<Item = u32>, now: u64) -> Vec<HookAction> {
         frames.into_iter().map(|f| s.on_commit(c, Mode::Managed, f, now)).collect()
     }
@@ -653,6 +667,13 @@ mod tests {
         s.on_commit(&c, Mode::Managed, 1000, 0);
         // every drain ends 300 frames behind the writer
         s.after_drain(&c, Outcome::Done { log: 1000, ckpt: 1000 }, 0, 1, 0);
+        // 1300 frames, backlog 300 > tail_limit(1300) = 275, but past force_tail (1200): tail
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1300, 2), HookAction::Tail);
+        // without the forced tail the growing limit alone also ends it soon
+        let c = cfg_no_force();
+        let mut s = ShardWal::default();
+        s.on_commit(&c, Mode::Managed, 1000, 0);
+        s.after_drain(&c, Outcome::Done { log: 1000, ckpt: 1000 }, 0, 1, 0);
         assert_eq!(s.on_commit(&c, Mode::Managed, 1300, 2), HookAction::Wake);
         s.after_drain(&c, Outcome::Done { log: 1300, ckpt: 1300 }, 0, 3, 0);
         assert_eq!(s.on_commit(&c, Mode::Managed, 1600, 4), HookAction::Tail);
@@ -660,7 +681,7 @@ mod tests {
 
     #[test]
     fn writer_outpacing_the_drain_asks_for_another() {
-        let c = cfg();
+        let c = cfg_no_force();
         let mut s = ShardWal::default();
         commits(&mut s, &c, [1000], 0);
         s.on_commit(&c, Mode::Managed, 1400, 1);
@@ -713,7 +734,7 @@ mod tests {
 
     #[test]
     fn drains_largest_backlog_first_then_truncates_then_closes() {
-        let c = cfg();
+        let c = cfg_no_force();
         let mut a = ShardWal::default();
         let mut b = ShardWal::default();
         let mut idle = ShardWal::default();
@@ -778,7 +799,7 @@ mod tests {
 
     #[test]
     fn pinned_wal_backs_off_and_warns_once_per_period() {
-        let c = cfg();
+        let c = cfg_no_force();
         let mut s = ShardWal::default();
         s.on_commit(&c, Mode::Managed, 1000, 0);
         assert_eq!(s.after_drain(&c, Outcome::Done { log: 1000, ckpt: 200 }, 0, 1, 0), None);
@@ -839,5 +860,22 @@ mod tests {
         assert!(!u);
         // no WAL index to read: never sync
         assert!(!sync_after_drain(&cfg, &mut u, None, 900, None));
+    }
+
+    #[test]
+    fn a_lagging_background_still_gets_the_wal_rewound_at_force_tail() {
+        let cfg = Config::default(); // threshold 1000, tail 125, force_tail 1200
+        assert_eq!(cfg.force_tail, 1200);
+        let mut s = ShardWal::default();
+        assert_eq!(s.on_commit(&cfg, Mode::Managed, 600, 0), HookAction::Wake);
+        s.after_drain(&cfg, Outcome::Done { log: 600, ckpt: 300 }, 0, 1, 1);
+        // backlog 800 at 1100 frames: more than tail_limit(1100) = 175, the background goes on
+        assert_ne!(s.on_commit(&cfg, Mode::Managed, 1100, 2), HookAction::Tail);
+        // at 1200 frames the writer copies the rest itself, however much it is
+        assert_eq!(s.on_commit(&cfg, Mode::Managed, 1200, 3), HookAction::Tail);
+        // and without any drain in this generation too (the background could not run at all)
+        let mut t = ShardWal::default();
+        assert_ne!(t.on_commit(&cfg, Mode::Managed, 1100, 0), HookAction::Tail);
+        assert_eq!(t.on_commit(&cfg, Mode::Managed, 1250, 1), HookAction::Tail);
     }
 }
