@@ -69,3 +69,19 @@ impl Drop for SharedMap {
         }
     }
 }
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Whether process `pid` exists (`kill(pid, 0)`: success or EPERM means it does). A pid that
+/// does not fit an i32, or 0, is reported as not existing.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(p) = i32::try_from(pid) else { return false };
+    if p <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for the process's existence; no memory is involved.
+    let rc = unsafe { kill(p, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(1) // EPERM
+}

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod conn;
+pub mod cut;
 pub mod pin;
 pub mod scan;
 pub mod watch;

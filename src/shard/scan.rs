@@ -59,6 +59,89 @@ pub fn collect_all(pool: &ReaderPool, paths: &[PathBuf], sql: &str, threads: usi
         .collect()
 }
 
+/// Read-only connections to `paths`, each inside an open read transaction whose snapshot is
+/// already taken (`BEGIN`, then a read of the schema), so that several queries on one shard
+/// see the same state. With `cut`, the snapshots form a consistent cut across the shards
+/// (`shard::cut`): they are taken again while a multi-shard commit overlapped them. End them
+/// with [`end_snapshots`].
+pub fn snapshot_set(pool: &ReaderPool, paths: &[PathBuf], cut: Option<&super::cut::Cut>) -> Result<Vec<Connection>> {
+    let mut retries = 0u32;
+    loop {
+        let gen = cut.and_then(|c| c.quiet());
+        let mut conns = Vec::with_capacity(paths.len());
+        for p in paths {
+            let c = match pool.take(p) {
+                Ok(c) => c,
+                Err(e) => {
+                    end_snapshots(pool, &paths[..conns.len()], conns);
+                    return Err(e);
+                }
+            };
+            if let Err(e) = c.exec("BEGIN").and_then(|_| c.exec("SELECT count(*) FROM sqlite_schema")) {
+                let _ = c.exec("ROLLBACK");
+                end_snapshots(pool, &paths[..conns.len()], conns);
+                return Err(e);
+            }
+            conns.push(c);
+        }
+        match (cut, gen) {
+            (Some(c), Some(g)) if !c.unchanged(g) && retries < 10_000 => {
+                end_snapshots(pool, paths, conns);
+                retries += 1;
+            }
+            _ => return Ok(conns),
+        }
+    }
+}
+
+/// Ends the read transactions of [`snapshot_set`] and gives the connections back to the pool.
+pub fn end_snapshots(pool: &ReaderPool, paths: &[PathBuf], conns: Vec<Connection>) {
+    for (p, c) in paths.iter().zip(conns) {
+        if c.in_transaction() && c.exec("COMMIT").is_err() {
+            continue; // dropped (closed) rather than pooled in an unknown state
+        }
+        pool.give(p.clone(), c);
+    }
+}
+
+/// Runs `sql` to completion on every connection of a snapshot set, on up to `threads` worker
+/// threads; the rows per connection, in order.
+pub fn collect_in(conns: Vec<Connection>, sql: &str, threads: usize) -> (Vec<Result<Vec<Row>>>, Vec<Connection>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let cells: Vec<Mutex<Connection>> = conns.into_iter().map(Mutex::new).collect();
+    let results: Vec<Mutex<Option<Result<Vec<Row>>>>> = cells.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, cells.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= cells.len() {
+                    break;
+                }
+                let c = cells[i].lock().unwrap_or_else(|p| p.into_inner());
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rows_of(&c, sql)))
+                    .unwrap_or_else(|_| Err(Error::internal("sharded: a shard worker panicked")));
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    let results = results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(|| Err(Error::internal("sharded: shard not read"))))
+        .collect();
+    (results, cells.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect())
+}
+
+fn rows_of(c: &Connection, sql: &str) -> Result<Vec<Row>> {
+    let mut st = c.prepare(sql)?;
+    let n = st.column_count();
+    let mut rows = Vec::new();
+    while st.step()? {
+        rows.push((0..n).map(|i| st.column_value(i)).collect());
+    }
+    Ok(rows)
+}
+
 fn query_all(pool: &ReaderPool, path: &PathBuf, sql: &str) -> Result<Vec<Row>> {
     let c = pool.take(path)?;
     let r = (|| {

@@ -15,7 +15,8 @@
 //! private in-memory scratch database (`Connection::open(":memory:")`, dropped afterwards);
 //! (4) the scratch database runs the final query. Shards are read through the table's own shard
 //! connections, so a transaction sees its own writes, with per-shard read-committed isolation
-//! as any scan.
+//! (not the consistent cut of the `sharded` cursor, `shard::cut`: each partial query reads each
+//! shard at its own point in time).
 //!
 //! `sharded_agg`: columns are the query's result-column names (the alias, else the column
 //! name, else the expression text; duplicates get `:1`, `:2` like view columns); it is
@@ -108,24 +109,39 @@ pub fn run(db: HostDb, sql: &str) -> Result<AggResult> {
         scratch.exec("BEGIN")?;
         let ids = t.all_shards()?;
         let threads = t.parallel_agg_threads(&ids);
+        if !t.in_write_txn() {
+            // Outside a write transaction every partial query reads the same snapshot of each
+            // shard, and the snapshots form a consistent cut (`shard::cut`): one read-only
+            // connection per shard, in a read transaction, for the whole query.
+            let paths = ids.iter().map(|&id| t.shard_path(id)).collect::<Result<Vec<_>>>()?;
+            let cut = t.cut_for_read(ids.len());
+            let mut conns = crate::shard::scan::snapshot_set(&t.reader_pool, &paths, cut.as_deref())
+                .map_err(|e| e.context("sharded_agg"))?;
+            let mut failed = None;
+            for part in &plan.partials {
+                let r = if threads > 1 {
+                    // each shard's partial on a worker thread, combined here
+                    let (per_shard, back) = crate::shard::scan::collect_in(conns, &part.shard_sql, threads);
+                    conns = back;
+                    insert_rows(&scratch, part, per_shard)
+                } else {
+                    insert_streamed(&scratch, part, &conns)
+                };
+                if let Err(e) = r {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            crate::shard::scan::end_snapshots(&t.reader_pool, &paths, conns);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            return Ok((plan, scratch));
+        }
+        // Inside a write transaction: through the shards' own connections (its writes are
+        // visible only there), shard by shard.
         for part in &plan.partials {
             let mut ins = scratch.prepare(&part.insert_sql())?;
-            if threads > 1 {
-                // each shard's partial on a worker thread (read-only connections), combined here
-                let paths = ids.iter().map(|&id| t.shard_path(id)).collect::<Result<Vec<_>>>()?;
-                let per_shard = crate::shard::scan::collect_all(&t.reader_pool, &paths, &part.shard_sql, threads)
-                    .map_err(|e| e.context("sharded_agg"))?;
-                for rows in per_shard {
-                    for row in rows {
-                        for (i, v) in row.iter().enumerate().take(part.ncols) {
-                            ins.bind(i + 1, v)?;
-                        }
-                        ins.step()?;
-                        ins.reset();
-                    }
-                }
-                continue;
-            }
             for &id in &ids {
                 let sc = t.conn(id)?;
                 let mut st = sc.conn.prepare(&part.shard_sql).map_err(|e| e.context("sharded_agg"))?;
@@ -149,6 +165,38 @@ pub fn run(db: HostDb, sql: &str) -> Result<AggResult> {
         }
     }
     Ok(AggResult { names: plan.names, rows })
+}
+
+/// Inserts every shard's rows of one partial query (collected by workers) into the scratch table.
+fn insert_rows(scratch: &Connection, part: &crate::agg::Partial, per_shard: Vec<Result<Vec<Vec<Value>>>>) -> Result<()> {
+    let mut ins = scratch.prepare(&part.insert_sql())?;
+    for rows in per_shard {
+        for row in rows.map_err(|e| e.context("sharded_agg"))? {
+            for (i, v) in row.iter().enumerate().take(part.ncols) {
+                ins.bind(i + 1, v)?;
+            }
+            ins.step()?;
+            ins.reset();
+        }
+    }
+    Ok(())
+}
+
+/// Runs one partial query on each snapshot connection in turn, streaming its rows into the
+/// scratch table.
+fn insert_streamed(scratch: &Connection, part: &crate::agg::Partial, conns: &[Connection]) -> Result<()> {
+    let mut ins = scratch.prepare(&part.insert_sql())?;
+    for c in conns {
+        let mut st = c.prepare(&part.shard_sql).map_err(|e| e.context("sharded_agg"))?;
+        while st.step().map_err(|e| e.context("sharded_agg"))? {
+            for i in 0..part.ncols {
+                ins.bind_ref(i + 1, st.column_ref(i))?;
+            }
+            ins.step()?;
+            ins.reset();
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

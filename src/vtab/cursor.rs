@@ -287,6 +287,69 @@ impl ShardedCursor {
         self.current = None;
     }
 
+    /// Starts a worker per shard and waits for each one's first batch (by then its snapshot
+    /// is taken).
+    fn open_parallel(&mut self, t: &mut ShardedTable, shards: &[ShardId], sql: &Rc<str>, binds: &[Value]) -> Result<()> {
+        // start every worker before waiting for any: a selective scan's first batch only
+        // arrives when its shard is read through
+        let mut started = Vec::with_capacity(shards.len());
+        for &id in shards {
+            let path = t.shard_path(id)?;
+            started.push(Source {
+                shard: id,
+                head: Head::Chan(scan::start(&t.reader_pool, path, sql.to_string(), binds.to_vec())),
+                key: Vec::new(),
+                rid: 0,
+                pin: None,
+            });
+        }
+        for mut src in started {
+            if src.step()? {
+                self.sources.push(src);
+                let n = self.sources.len() - 1;
+                self.refresh_key(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the statement on every shard on this thread, up to its first row.
+    fn open_sequential(&mut self, t: &mut ShardedTable, shards: &[ShardId], sql: &Rc<str>, all_binds: &[Value]) -> Result<()> {
+        // a statement visiting many shards gains little from reused snapshots and would open
+        // a second connection (three file descriptors) per shard: it reads without pins
+        let use_pins = shards.len() <= MAX_PINNED_SHARDS;
+        for &id in shards {
+            // outside a write transaction: the shard's pinned read connection (`shard::pin`)
+            let pin = match if use_pins { t.pinned(id)? } else { None } {
+                Some(p) => Some(p.enter()?),
+                None => None,
+            };
+            let mut st = match &pin {
+                Some(claim) => claim.with(|c| c.take(sql))?,
+                None => t.conn(id)?.take(sql)?,
+            };
+            let has = st.bind_memo(all_binds).and_then(|_| st.step());
+            match has {
+                Ok(true) => {
+                    let head = Head::Stmt { sql: Rc::clone(sql), stmt: st };
+                    self.sources.push(Source { shard: id, head, key: Vec::new(), rid: 0, pin });
+                    let n = self.sources.len() - 1;
+                    self.refresh_key(n);
+                }
+                Ok(false) => give_back(t, id, pin, sql, st),
+                Err(e) => {
+                    let e = match &pin {
+                        Some(claim) => claim.with(|c| c.annotate(e)),
+                        None => t.conn(id).map(|c| c.annotate(e.clone())).unwrap_or(e),
+                    };
+                    give_back(t, id, pin, sql, st);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn pick(&mut self) {
         self.current = match self.sources.len() {
             0 => None,
@@ -444,63 +507,36 @@ impl VTabCursor for ShardedCursor {
         let parallel = limit.is_none() && t.parallel_scan(&shards, filtered_scan);
         explain::record(&t.name, &shards, t.shard_count(), &sql, !plan.order.is_empty(), limit, parallel);
 
-        if parallel {
-            // start every worker before waiting for any: a selective scan's first batch only
-            // arrives when its shard is read through
-            let mut started = Vec::with_capacity(shards.len());
-            for id in shards {
-                let path = t.shard_path(id)?;
-                started.push(Source {
-                    shard: id,
-                    head: Head::Chan(scan::start(&t.reader_pool, path, sql.clone(), binds.clone())),
-                    key: Vec::new(),
-                    rid: 0,
-                    pin: None,
-                });
-            }
-            for mut src in started {
-                if src.step()? {
-                    self.sources.push(src);
-                    let n = self.sources.len() - 1;
-                    self.refresh_key(n);
-                }
-            }
-            self.pick();
-            return Ok(());
-        }
-        let mut all_binds = binds;
+        let mut all_binds = binds.clone();
         all_binds.extend(limit.map(Value::Integer));
         let sql: Rc<str> = sql.into();
-        // a statement visiting many shards gains little from reused snapshots and would open
-        // a second connection (three file descriptors) per shard: it reads without pins
-        let use_pins = shards.len() <= MAX_PINNED_SHARDS;
-        for id in shards {
-            // outside a write transaction: the shard's pinned read connection (`shard::pin`)
-            let pin = match if use_pins { t.pinned(id)? } else { None } {
-                Some(p) => Some(p.enter()?),
-                None => None,
-            };
-            let mut st = match &pin {
-                Some(claim) => claim.with(|c| c.take(&sql))?,
-                None => t.conn(id)?.take(&sql)?,
-            };
-            let has = st.bind_memo(&all_binds).and_then(|_| st.step());
-            match has {
-                Ok(true) => {
-                    let head = Head::Stmt { sql: Rc::clone(&sql), stmt: st };
-                    self.sources.push(Source { shard: id, head, key: Vec::new(), rid: 0, pin });
-                    let n = self.sources.len() - 1;
-                    self.refresh_key(n);
+        // A statement reading several shards outside a write transaction takes its snapshots
+        // as a consistent cut (`shard::cut`): no multi-shard commit half in and half out.
+        let cut = t.cut_for_read(shards.len());
+        let mut retries = 0u32;
+        loop {
+            let gen = cut.as_ref().and_then(|c| {
+                let g = c.quiet();
+                if g.is_none() {
+                    crate::ffi::api::log(
+                        28, // SQLITE_WARNING
+                        &format!("sharded: {}: a multi-shard commit has been in progress for over a second; this statement reads without a consistent cut", t.name),
+                    );
                 }
-                Ok(false) => give_back(t, id, pin, &sql, st),
-                Err(e) => {
-                    let e = match &pin {
-                        Some(claim) => claim.with(|c| c.annotate(e)),
-                        None => t.conn(id).map(|c| c.annotate(e.clone())).unwrap_or(e),
-                    };
-                    give_back(t, id, pin, &sql, st);
-                    return Err(e);
+                g
+            });
+            if parallel {
+                self.open_parallel(t, &shards, &sql, &binds)?;
+            } else {
+                self.open_sequential(t, &shards, &sql, &all_binds)?;
+            }
+            match (&cut, gen) {
+                (Some(c), Some(g)) if !c.unchanged(g) && retries < 10_000 => {
+                    // a commit window overlapped the snapshots: take them again
+                    self.release(t);
+                    retries += 1;
                 }
+                _ => break,
             }
         }
         self.pick();

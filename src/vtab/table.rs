@@ -103,6 +103,9 @@ pub struct ShardedTable {
     touched: BTreeMap<ShardId, Vec<i64>>,
     /// set between xSync and xCommit/xRollback of a multi-shard transaction
     pending_txid: Option<i64>,
+    /// the folder's commit table for consistent cuts (`shard::cut`), opened on first use;
+    /// Some(None): it could not be opened (statements then read without the guarantee)
+    cut: Option<Option<std::rc::Rc<crate::shard::cut::Cut>>>,
     /// path of txlog.db (for multi-table transactions, see txn::group)
     txlog_path: PathBuf,
     /// joined the host transaction's group of writing tables
@@ -210,6 +213,45 @@ impl ShardedTable {
     /// The pinned-snapshot read connection of shard `id` (opened lazily), or None when reads
     /// must use the shard's own connection: inside a write transaction (they must see its
     /// writes), or with pinning off.
+    /// The folder's commit table (`shard::cut`), opened on first use; None if it cannot be
+    /// opened (logged once) or `SHARDVT_CUT=0` is set.
+    pub(crate) fn cut(&mut self) -> Option<std::rc::Rc<crate::shard::cut::Cut>> {
+        if self.cut.is_none() {
+            let opened = if crate::shard::cut::enabled() {
+                match crate::shard::cut::Cut::open(&self.catalog.dir) {
+                    Ok(c) => Some(std::rc::Rc::new(c)),
+                    Err(e) => {
+                        crate::ffi::api::log(
+                            e.code(),
+                            &format!("sharded: {}: statements read shards without a consistent cut: {}", self.name, e.message),
+                        );
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            self.cut = Some(opened);
+        }
+        self.cut.clone().flatten()
+    }
+
+    /// The commit table, for a statement about to read `nshards` shards: only when it reads
+    /// two or more outside a write transaction (inside one, reads see the transaction's own
+    /// writes through the shards' write connections, as SQLite's own transaction would).
+    /// Inside a write transaction of this table (its reads must go through the shards' own
+    /// connections to see its writes).
+    pub(crate) fn in_write_txn(&self) -> bool {
+        self.in_txn
+    }
+
+    pub(crate) fn cut_for_read(&mut self, nshards: usize) -> Option<std::rc::Rc<crate::shard::cut::Cut>> {
+        if nshards < 2 || self.in_txn {
+            return None;
+        }
+        self.cut()
+    }
+
     pub(crate) fn pinned(&mut self, id: ShardId) -> Result<Option<std::sync::Arc<crate::shard::pin::Pinned>>> {
         if self.in_txn || !crate::shard::pin::enabled() {
             return Ok(None);
@@ -1094,6 +1136,7 @@ impl VTab for ShardedTable {
             default_dir,
             conns: BTreeMap::new(),
             pins: HashMap::new(),
+            cut: None,
             in_txn: false,
             sp_depth: 0,
             rowid_memo: HashMap::new(),
@@ -1185,10 +1228,12 @@ impl VTab for ShardedTable {
         // Nothing may write to these files after this point (see Drop).
         self.block = (0, 0);
         self.reader_pool.clear();
+        self.cut = None; // unmap commits.shm
         let meta_files = [
             crate::shard::catalog::CATALOG_FILE.to_string(),
             crate::txn::TXLOG_FILE.to_string(),
             crate::outbox::OUTBOX_FILE.to_string(),
+            crate::shard::cut::CUT_FILE.to_string(),
         ];
         for f in files.iter().chain(meta_files.iter()) {
             names.push(f.clone());
@@ -1354,6 +1399,10 @@ impl VTab for ShardedTable {
 
     fn commit(&mut self) -> Result<()> {
         let mut first_err = None;
+        // A logged (multi-shard) commit becomes visible one shard at a time: readers must not
+        // take their snapshots in between (`shard::cut`). The window ends when `window` drops,
+        // after every participant committed (or failed and was recovered).
+        let window = if self.pending_txid.is_some() { self.cut().map(|c| c.window()) } else { None };
         let ids: Vec<ShardId> = self.conns.keys().copied().collect();
         let mut committed = Vec::new();
         for id in ids {
@@ -1388,7 +1437,9 @@ impl VTab for ShardedTable {
             if first_err.is_some() {
                 // The decision is durable: re-apply the images to the shard that failed.
                 let _ = self.recover(false);
+                drop(window);
             } else {
+                drop(window);
                 self.txlog.mark_done(txid)?;
                 if txid % LOG_GC_EVERY == 0 {
                     let _ = self.recover(true);
