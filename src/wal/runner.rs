@@ -20,7 +20,8 @@
 //!   from reopening it. So `DROP TABLE`, which closes the shard connections before removing the
 //!   files, never races with a manager connection of this process.
 //!
-//! Lock order: registry → slot connection → slot state; the hook takes only the slot state.
+//! Lock order: registry → slot connection → slot state. The hook takes the slot state, and for
+//! a forced tail or a saturated WAL first the slot connection (waiting for a drain in flight).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
@@ -169,7 +170,14 @@ fn commit_on(slot: &Slot, conn: &WalConn<'_>, frames: u32) {
         HookAction::Wake => wake(),
         HookAction::Tail | HookAction::Saturated => {
             let t = Instant::now();
+            // A forced tail (the WAL is past `force_tail`) or a saturated WAL must not just meet
+            // SQLITE_BUSY because this process's checkpoint thread is in the middle of a drain
+            // of this file (the WAL would go on growing): wait for that drain to end (holding
+            // its connection's mutex keeps the next one from starting meanwhile).
+            let must = action == HookAction::Saturated || frames >= cfg().force_tail;
+            let _drain = if must { Some(lock(&slot.conn)) } else { None };
             let r = outcome(conn.checkpoint(CheckpointMode::Passive));
+            drop(_drain);
             let took = t.elapsed().as_micros() as u64;
             let tell = {
                 let mut st = lock(&slot.state);
