@@ -263,14 +263,16 @@ impl ShardWal {
             self.wake_after_inline = was_clean;
             return HookAction::Saturated;
         }
-        if frames >= cfg.threshold
-            && ((self.backfilled > 0 && self.backlog() <= cfg.tail_limit(frames)) || frames >= cfg.force_tail)
-        {
-            if once_per_threshold(self.tail_at) {
-                self.wake_after_inline = was_clean;
-                return HookAction::Tail;
-            }
-        } else if !self.queued
+        let small_tail = frames >= cfg.threshold && self.backfilled > 0 && self.backlog() <= cfg.tail_limit(frames);
+        let forced = frames >= cfg.threshold && frames >= cfg.force_tail;
+        if (small_tail || forced) && once_per_threshold(self.tail_at) {
+            self.wake_after_inline = was_clean;
+            return HookAction::Tail;
+        }
+        // (a forced tail that could not rewind the WAL, e.g. a reader holds old frames, leaves
+        // the rest to the background drains again)
+        if !small_tail
+            && !self.queued
             && ((frames >= cfg.threshold && self.backlog() > cfg.tail)
                 || (frames >= cfg.drain_at && self.backlog() > cfg.drain_chunk))
         {
@@ -877,5 +879,18 @@ mod tests {
         let mut t = ShardWal::default();
         assert_ne!(t.on_commit(&cfg, Mode::Managed, 1100, 0), HookAction::Tail);
         assert_eq!(t.on_commit(&cfg, Mode::Managed, 1250, 1), HookAction::Tail);
+    }
+
+    #[test]
+    fn after_a_forced_tail_that_could_not_rewind_the_background_drains_again() {
+        let cfg = Config::default();
+        let mut s = ShardWal::default();
+        assert_eq!(s.on_commit(&cfg, Mode::Managed, 1200, 0), HookAction::Tail);
+        // a reader holds frame 2: the tail copied nothing, the WAL did not rewind
+        s.after_inline(HookAction::Tail, Outcome::Done { log: 1200, ckpt: 2 }, 0, 0, 0);
+        assert_eq!(s.on_commit(&cfg, Mode::Managed, 1210, 1), HookAction::Wake);
+        assert!(s.queued);
+        // the next forced tail comes a threshold later
+        assert_eq!(s.on_commit(&cfg, Mode::Managed, 2200, 2), HookAction::Tail);
     }
 }
