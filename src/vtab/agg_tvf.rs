@@ -11,12 +11,13 @@
 //! runs a plan: (1) the host prepares the query, so names, functions and syntax are checked by
 //! SQLite itself with its own messages (nothing runs); (2) the sharded table is found with
 //! `with_table`, pending multi-shard commits are resolved as before any scan; (3) every partial
-//! query runs on every shard, one shard after the other, each read in full and inserted into a
-//! private in-memory scratch database (`Connection::open(":memory:")`, dropped afterwards);
-//! (4) the scratch database runs the final query. Shards are read through the table's own shard
-//! connections, so a transaction sees its own writes, with per-shard read-committed isolation
-//! (not the consistent cut of the `sharded` cursor, `shard::cut`: each partial query reads each
-//! shard at its own point in time).
+//! query runs on every shard (on worker threads when the host is thread-safe), each read in
+//! full and inserted into a private in-memory scratch database (`Connection::open(":memory:")`,
+//! dropped afterwards); (4) the scratch database runs the final query. Every partial query of
+//! one statement reads the same snapshot of each shard: outside a write transaction through
+//! read-only connections held in a read transaction, the snapshots taken as a consistent cut
+//! across the shards (`shard::cut`, `scan::snapshot_set`); inside one through the table's own
+//! shard connections, so the transaction sees its own writes.
 //!
 //! `sharded_agg`: columns are the query's result-column names (the alias, else the column
 //! name, else the expression text; duplicates get `:1`, `:2` like view columns); it is
@@ -139,21 +140,48 @@ pub fn run(db: HostDb, sql: &str) -> Result<AggResult> {
             return Ok((plan, scratch));
         }
         // Inside a write transaction: through the shards' own connections (its writes are
-        // visible only there), shard by shard.
-        for part in &plan.partials {
-            let mut ins = scratch.prepare(&part.insert_sql())?;
-            for &id in &ids {
-                let sc = t.conn(id)?;
-                let mut st = sc.conn.prepare(&part.shard_sql).map_err(|e| e.context("sharded_agg"))?;
-                while st.step().map_err(|e| e.context("sharded_agg"))? {
-                    for i in 0..part.ncols {
-                        ins.bind_ref(i + 1, st.column_ref(i))?;
-                    }
-                    ins.step()?;
-                    ins.reset();
+        // visible only there), shard by shard. A shard the transaction has not written gets a
+        // read transaction for the duration, so that every partial query reads one snapshot of
+        // it (a written shard's connection is already inside its write transaction).
+        let mut opened: Vec<crate::routing::ShardId> = Vec::new();
+        let mut r = Ok(());
+        for &id in &ids {
+            let sc = t.conn(id)?;
+            if !sc.conn.in_transaction() {
+                r = sc.conn.exec("BEGIN").and_then(|_| sc.conn.exec("SELECT count(*) FROM sqlite_schema"));
+                opened.push(id);
+                if r.is_err() {
+                    break;
                 }
             }
         }
+        if r.is_ok() {
+            r = (|| {
+                for part in &plan.partials {
+                    let mut ins = scratch.prepare(&part.insert_sql())?;
+                    for &id in &ids {
+                        let sc = t.conn(id)?;
+                        let mut st = sc.conn.prepare(&part.shard_sql).map_err(|e| e.context("sharded_agg"))?;
+                        while st.step().map_err(|e| e.context("sharded_agg"))? {
+                            for i in 0..part.ncols {
+                                ins.bind_ref(i + 1, st.column_ref(i))?;
+                            }
+                            ins.step()?;
+                            ins.reset();
+                        }
+                    }
+                }
+                Ok(())
+            })();
+        }
+        for id in opened {
+            if let Ok(sc) = t.conn(id) {
+                if sc.conn.in_transaction() {
+                    let _ = sc.conn.exec("COMMIT");
+                }
+            }
+        }
+        r?;
         Ok((plan, scratch))
     })?;
     let mut rows = Vec::new();

@@ -162,6 +162,11 @@ def test_brief_example_and_table_use(db):
     db.execute("BEGIN")
     db.execute("INSERT INTO t(k, g, x) VALUES ('new', 99, 50)")
     assert rows(db, "SELECT n, avg_x FROM stats WHERE g = 99") == [(1, 50.0)]
+    # the read transactions it held on the shards this transaction had not written are over:
+    # the transaction can write them now (20 keys: every shard)
+    for i in range(20):
+        db.execute("INSERT INTO t(k, g, x) VALUES (?, 98, 10)", (f"more{i}",))
+    assert rows(db, "SELECT n FROM stats WHERE g = 98") == [(20,)]
     db.execute("ROLLBACK")
     assert rows(db, "SELECT n FROM stats WHERE g = 99") == []
 
