@@ -65,7 +65,7 @@ pub struct ShardConn {
 
 const CACHE_PER_SQL: usize = 4;
 /// How long a shard taken out of ascending order may be waited for (milliseconds).
-pub const OUT_OF_ORDER_WAIT_MS: i32 = 250;
+pub const OUT_OF_ORDER_WAIT_MS: i32 = 20;
 
 pub fn index_sql(e: &IndexEntry) -> String {
     format!(
