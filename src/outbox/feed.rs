@@ -76,7 +76,7 @@ pub fn first_after(c: &mut ShardConn, p: Position) -> Result<Option<i64>> {
     let (mut lo, mut hi) = (min, max.saturating_add(1));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let after = probe(c, mid)?.map_or(true, |(_, pos)| pos > p);
+        let after = probe(c, mid)?.is_none_or(|(_, pos)| pos > p);
         if after {
             hi = mid;
         } else {
@@ -153,7 +153,7 @@ pub fn purge(c: &mut ShardConn, p: Position) -> Result<i64> {
             None => return Ok(0),
         },
     };
-    if scalar(c, &format!("SELECT min(seq) FROM {OUTBOX_TABLE}"), &[])?.map_or(true, |min| min >= keep_from) {
+    if scalar(c, &format!("SELECT min(seq) FROM {OUTBOX_TABLE}"), &[])?.is_none_or(|min| min >= keep_from) {
         return Ok(0);
     }
     c.conn.exec("BEGIN IMMEDIATE")?;

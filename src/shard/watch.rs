@@ -13,6 +13,7 @@
 //! 2. if it equals the remembered one, no transaction has committed since the remembered real
 //!    check began, so the answer "unchanged" is exact (a commit always writes the header);
 //! 3. otherwise the caller runs `PRAGMA data_version` and then `remember`s the header read in 1.
+//!
 //! A read that races with a commit sees a torn or new header, which only causes a real check.
 //!
 //! No file is opened or mapped here: closing a descriptor of a file SQLite locks would drop the

@@ -11,6 +11,7 @@
 //!   xSync, and SQLite rolls every table back;
 //! - recovery applies a `prepared` record only if the decision exists; otherwise, once it holds
 //!   the participants' locks (so the owner is gone), it drops the record.
+//!
 //! A host connection is used by one thread at a time, so the group needs no finer locking.
 
 use std::collections::HashMap;

@@ -214,7 +214,7 @@ fn seekable(o: u8, is_in: bool, arg: Option<&ValueRef<'_>>) -> bool {
         op::EQ | op::IS | op::GT | op::GE | op::LT | op::LE | op::ISNULL => true,
         op::LIKE | op::GLOB => arg
             .map(|a| match a.to_value() {
-                Value::Text(p) => p.first().map_or(false, |c| !matches!(c, b'%' | b'_' | b'*' | b'?' | b'[')),
+                Value::Text(p) => p.first().is_some_and(|c| !matches!(c, b'%' | b'_' | b'*' | b'?' | b'[')),
                 _ => true,
             })
             .unwrap_or(true),
@@ -546,7 +546,7 @@ impl VTabCursor for ShardedCursor {
     fn next(&mut self, t: &mut ShardedTable) -> Result<()> {
         let Some(i) = self.current else { return Ok(()) };
         self.rows = self.rows.wrapping_add(1);
-        if self.rows % 1024 == 0 {
+        if self.rows.is_multiple_of(1024) {
             self.check_snapshot_age(t)?;
         }
         let more = self.sources[i].step();

@@ -671,7 +671,7 @@ impl ShardedTable {
         if self.block.0 >= self.block.1 {
             self.block = self.catalog.reserve_rowids(1, ROWID_BLOCK, false)?;
         }
-        if self.block.0 >= i64::MAX {
+        if self.block.0 == i64::MAX {
             // As SQLite does once the largest rowid is taken: try random unused positive rowids.
             let mut seed = (self.block.1 as u64) ^ (std::process::id() as u64) ^ (self as *const _ as u64);
             for _ in 0..100 {
