@@ -17,8 +17,9 @@
 //!   because a window that overlaps the snapshots either still holds its slot at S2, or freed
 //!   it before S2, in which case it incremented the generation before that, hence before G2.
 //! - A slot held by a process that no longer exists (it crashed inside a window; its
-//!   transaction is then recovered from the redo log by the next statement) is cleared by the
-//!   first reader that waits more than [`STALE_CHECK`] for it. A reader that has waited
+//!   transaction is then recovered from the redo log by the next statement), or held for more
+//!   than [`MAX_WINDOW_SECS`] (its pid reused by a new process), is cleared by the first reader
+//!   that waits more than [`STALE_CHECK`] for it. A reader that has waited
 //!   [`MAX_WAIT`] for a live committer reads without the guarantee (and says so in
 //!   `sqlite3_log`) rather than hang.
 //!
@@ -57,9 +58,23 @@ pub fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var("SHARDVT_CUT").map(|v| v.trim() != "0").unwrap_or(true))
 }
 
+/// A slot held longer than this is stale whatever its pid says (no commit window lasts that
+/// long; the pid may have been reused by a new process after the committer died).
+pub const MAX_WINDOW_SECS: u32 = 30;
+
 pub struct Cut {
     map: SharedMap,
-    pid: i64,
+    pid: u32,
+}
+
+fn now_secs() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
+}
+
+/// A held slot's value: the committer's pid in the high 32 bits, the low 32 bits of the unix
+/// time (seconds) it claimed the slot in the low ones (never 0: pids are positive).
+fn slot_value(pid: u32, secs: u32) -> i64 {
+    (i64::from(pid) << 32) | i64::from(secs)
 }
 
 /// A committer's claim ([`Cut::window`]); dropping it ends the window.
@@ -98,7 +113,7 @@ impl Cut {
             Err(m) if m == MAGIC => {}
             Err(_) => return Err(Error::catalog(format!("sharded: {} is not a libshardvt commit table", path.display()))),
         }
-        Ok(Cut { map, pid: i64::from(std::process::id()) })
+        Ok(Cut { map, pid: std::process::id() })
     }
 
     fn slot(&self, i: usize) -> &std::sync::atomic::AtomicI64 {
@@ -109,8 +124,9 @@ impl Cut {
     pub fn window(self: &Rc<Self>) -> Window {
         let start = Instant::now();
         loop {
+            let mine = slot_value(self.pid, now_secs());
             for i in 0..SLOTS {
-                if self.slot(i).compare_exchange(0, self.pid, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                if self.slot(i).compare_exchange(0, mine, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
                     return Window { cut: Rc::clone(self), slot: i };
                 }
             }
@@ -127,14 +143,21 @@ impl Cut {
         })
     }
 
-    /// Frees the slots of processes that no longer exist, once `waited` is past STALE_CHECK.
+    /// Frees the slots of processes that no longer exist, and slots held for more than
+    /// MAX_WINDOW_SECS, once `waited` is past STALE_CHECK.
     fn clear_stale(&self, waited: Duration) {
         if waited < STALE_CHECK {
             return;
         }
+        let now = now_secs();
         for i in 0..SLOTS {
             let v = self.slot(i).load(Ordering::SeqCst);
-            if v != 0 && v != self.pid && !crate::ffi::shm::process_alive(u32::try_from(v).unwrap_or(0)) {
+            if v == 0 {
+                continue;
+            }
+            let (pid, since) = ((v >> 32) as u32, v as u32);
+            let expired = now.wrapping_sub(since) > MAX_WINDOW_SECS && since.wrapping_sub(now) > MAX_WINDOW_SECS;
+            if expired || (pid != self.pid && !crate::ffi::shm::process_alive(pid)) {
                 // its window never ended: count it as ended (the reader's G1 is read after this)
                 self.map.atomic_i64(GEN_AT).fetch_add(1, Ordering::SeqCst);
                 let _ = self.slot(i).compare_exchange(v, 0, Ordering::SeqCst, Ordering::SeqCst);
@@ -220,7 +243,7 @@ mod tests {
         let d = dir("stale");
         let r = Cut::open(&d).unwrap();
         // a pid that does not exist (above the kernel's maximum)
-        r.slot(3).store(i64::from(i32::MAX), Ordering::SeqCst);
+        r.slot(3).store(slot_value(i32::MAX as u32, now_secs()), Ordering::SeqCst);
         let start = Instant::now();
         let g = r.quiet().unwrap();
         assert!(start.elapsed() < MAX_WAIT);
@@ -247,6 +270,25 @@ mod tests {
         let d = dir("foreign");
         std::fs::write(d.join(CUT_FILE), vec![7u8; FILE_LEN]).unwrap();
         assert!(Cut::open(&d).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_slot_held_too_long_is_cleared_even_if_its_pid_lives() {
+        let d = dir("expired");
+        let r = Cut::open(&d).unwrap();
+        // our own pid (alive), claimed long ago: the pid was reused, or the window is stuck
+        r.slot(5).store(slot_value(std::process::id(), now_secs().wrapping_sub(MAX_WINDOW_SECS + 5)), Ordering::SeqCst);
+        // and one of another live process, claimed just now: a real window, waited for
+        r.slot(6).store(slot_value(1, now_secs()), Ordering::SeqCst);
+        let w = Rc::new(Cut::open(&d).unwrap());
+        r.clear_stale(STALE_CHECK);
+        assert_eq!(r.slot(5).load(Ordering::SeqCst), 0);
+        assert_ne!(r.slot(6).load(Ordering::SeqCst), 0); // pid 1 (init) exists
+        r.slot(6).store(0, Ordering::SeqCst);
+        let win = w.window();
+        assert_eq!(win.cut.slot(win.slot).load(Ordering::SeqCst) >> 32, i64::from(std::process::id()));
+        drop(win);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
