@@ -481,10 +481,8 @@ impl Connection {
         self.wal_index_words::<1>(24).map(|w| w[0])
     }
 
-    /// N native-endian words of `-shm` region 0 from word `at` (at + N <= 32: inside the
-    /// header and checkpoint info, which region 0's 32 KiB always holds).
-    fn wal_index_words<const N: usize>(&self, at: usize) -> Option<[u32; N]> {
-        debug_assert!(at + N <= 32);
+    /// The main database's open `sqlite3_file` (SQLITE_FCNTL_FILE_POINTER); None if none.
+    fn main_file(&self) -> Option<*mut sys::sqlite3_file> {
         let mut f: *mut sys::sqlite3_file = ptr::null_mut();
         // SAFETY: live handle; FILE_POINTER writes the main database's sqlite3_file*.
         let rc = unsafe {
@@ -495,10 +493,15 @@ impl Connection {
                 &mut f as *mut *mut sys::sqlite3_file as *mut c_void
             ))
         };
-        if rc != sys::SQLITE_OK {
-            return None;
-        }
-        // SAFETY: f is this open connection's file (or null).
+        (rc == sys::SQLITE_OK && !f.is_null()).then_some(f)
+    }
+
+    /// N native-endian words of `-shm` region 0 from word `at` (at + N <= 32: inside the
+    /// header and checkpoint info, which region 0's 32 KiB always holds).
+    fn wal_index_words<const N: usize>(&self, at: usize) -> Option<[u32; N]> {
+        debug_assert!(at + N <= 32);
+        let f = self.main_file()?;
+        // SAFETY: f is this open connection's file.
         let p = unsafe { super::vfs::wal_index_region0(f) };
         if p.is_null() {
             return None;
@@ -518,19 +521,9 @@ impl Connection {
     /// checkpoint that stopped short of the end (SQLite syncs the database file only in one that
     /// reaches it), so the writer's small final checkpoint does not inherit the writeback.
     pub fn sync_db_file(&self) -> Result<()> {
-        let mut f: *mut sys::sqlite3_file = ptr::null_mut();
-        // SAFETY: live handle; FILE_POINTER writes the main database's sqlite3_file*.
-        let rc = unsafe {
-            call!(file_control(
-                self.db,
-                c"main".as_ptr(),
-                sys::SQLITE_FCNTL_FILE_POINTER,
-                &mut f as *mut *mut sys::sqlite3_file as *mut c_void
-            ))
-        };
-        if rc != sys::SQLITE_OK || f.is_null() {
+        let Some(f) = self.main_file() else {
             return Err(Error::sqlite(codes::ERROR, format!("no open database file to sync: {}", self.path)));
-        }
+        };
         // SAFETY: f is this open connection's database file, used by this thread only.
         let rc = unsafe {
             match (*f).pMethods.as_ref().and_then(|m| m.xSync) {

@@ -1,5 +1,6 @@
 //! A shared, writable memory mapping of a small file (`mmap(MAP_SHARED)`), used by
-//! `crate::outbox::clock` for the outbox commit clock. Every process that maps the file sees
+//! `crate::outbox::clock` for the outbox commit clock and by `crate::shard::cut` for the table
+//! of multi-shard commits in progress. Every process that maps the file sees
 //! the same bytes; stores reach the page cache at once (they survive a crash of the process;
 //! a power loss may drop them, which the clock tolerates by design).
 //!
@@ -38,6 +39,25 @@ unsafe impl Send for SharedMap {}
 unsafe impl Sync for SharedMap {}
 
 impl SharedMap {
+    /// Opens (creating if needed, zero-filled to `len` bytes) the file at `path` and maps it;
+    /// its first 8 bytes must be `magic` (set by compare-and-swap from zero by the first
+    /// opener). `kind` names the file in errors ("outbox clock"); `foreign` is appended to the
+    /// error for a file that holds something else.
+    pub fn open_tagged(path: &std::path::Path, len: usize, magic: i64, kind: &str, foreign: &str) -> Result<SharedMap> {
+        use std::sync::atomic::Ordering;
+        let fail = |e: std::io::Error| Error::shard(format!("sharded: cannot open the {kind} {}: {e}", path.display()));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(fail)?;
+        if file.metadata().map_err(fail)?.len() < len as u64 {
+            file.set_len(len as u64).map_err(fail)?; // zero-filled; racing openers set the same length
+        }
+        let map = SharedMap::new(&file, len)?;
+        match map.atomic_i64(0).compare_exchange(0, magic, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => Ok(map),
+            Err(m) if m == magic => Ok(map),
+            Err(_) => Err(Error::catalog(format!("sharded: {} is not a libshardvt {kind}{foreign}", path.display()))),
+        }
+    }
+
     pub fn new(file: &File, len: usize) -> Result<SharedMap> {
         let have = file.metadata().map_err(|e| io_err(format!("cannot stat the clock file: {e}")))?.len();
         if have < len as u64 {

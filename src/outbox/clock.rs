@@ -14,18 +14,16 @@
 //! (the consumers' acknowledged positions and the clock of older versions kept in
 //! `outbox.db`), so a rolled-back file never hands out a csn at or below an acknowledged one.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ffi::shm::SharedMap;
 
 pub const CLOCK_FILE: &str = "outbox.clock";
 const FILE_LEN: usize = 4096;
 /// "SHVTCLK1" read as a little-endian integer.
 const MAGIC: i64 = i64::from_le_bytes(*b"SHVTCLK1");
-const MAGIC_AT: usize = 0;
 const CSN_AT: usize = 8;
 
 pub struct Clock {
@@ -35,23 +33,13 @@ pub struct Clock {
 impl Clock {
     /// Opens (creating if needed) the clock file in `dir`, raised to at least `floor`.
     pub fn open(dir: &Path, floor: i64) -> Result<Clock> {
-        let path = dir.join(CLOCK_FILE);
-        let fail = |e: std::io::Error| Error::shard(format!("sharded: cannot open the outbox clock {}: {e}", path.display()));
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(fail)?;
-        if file.metadata().map_err(fail)?.len() < FILE_LEN as u64 {
-            file.set_len(FILE_LEN as u64).map_err(fail)?; // zero-filled; racing openers set the same length
-        }
-        let map = SharedMap::new(&file, FILE_LEN)?;
-        match map.atomic_i64(MAGIC_AT).compare_exchange(0, MAGIC, Ordering::SeqCst, Ordering::SeqCst) {
-            Ok(_) => {}
-            Err(m) if m == MAGIC => {}
-            Err(_) => {
-                return Err(Error::catalog(format!(
-                    "sharded: {} is not a libshardvt outbox clock (remove it only if the table's outbox is not in use)",
-                    path.display()
-                )))
-            }
-        }
+        let map = SharedMap::open_tagged(
+            &dir.join(CLOCK_FILE),
+            FILE_LEN,
+            MAGIC,
+            "outbox clock",
+            " (remove it only if the table's outbox is not in use)",
+        )?;
         map.atomic_i64(CSN_AT).fetch_max(floor, Ordering::SeqCst);
         Ok(Clock { map })
     }

@@ -27,20 +27,18 @@
 //! time, normally); a committer two atomics per multi-shard commit. Single-shard statements
 //! and commits do not take part (a shard's own snapshot is already consistent).
 
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ffi::shm::SharedMap;
 
 pub const CUT_FILE: &str = "commits.shm";
 const FILE_LEN: usize = 4096;
 /// "SHVTCUT1" read as a little-endian integer.
 const MAGIC: i64 = i64::from_le_bytes(*b"SHVTCUT1");
-const MAGIC_AT: usize = 0;
 const GEN_AT: usize = 8;
 const SLOTS_AT: usize = 64;
 /// Concurrent multi-shard commits (over all processes) that can be in their window at once;
@@ -101,18 +99,7 @@ fn pause(waited: Duration) {
 impl Cut {
     /// Opens (creating if needed) the file in `dir`.
     pub fn open(dir: &Path) -> Result<Cut> {
-        let path = dir.join(CUT_FILE);
-        let fail = |e: std::io::Error| Error::shard(format!("sharded: cannot open {}: {e}", path.display()));
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(fail)?;
-        if file.metadata().map_err(fail)?.len() < FILE_LEN as u64 {
-            file.set_len(FILE_LEN as u64).map_err(fail)?; // zero-filled; racing openers set the same length
-        }
-        let map = SharedMap::new(&file, FILE_LEN)?;
-        match map.atomic_i64(MAGIC_AT).compare_exchange(0, MAGIC, Ordering::SeqCst, Ordering::SeqCst) {
-            Ok(_) => {}
-            Err(m) if m == MAGIC => {}
-            Err(_) => return Err(Error::catalog(format!("sharded: {} is not a libshardvt commit table", path.display()))),
-        }
+        let map = SharedMap::open_tagged(&dir.join(CUT_FILE), FILE_LEN, MAGIC, "commit table", "")?;
         Ok(Cut { map, pid: std::process::id() })
     }
 

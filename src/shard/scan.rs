@@ -12,8 +12,10 @@
 //! point in time, as in a sequential scan. Requires a thread-safe host library (checked by the
 //! caller). Errors travel through the channel and surface from xNext/xFilter.
 //!
-//! `collect_all` is the batch form used by `sharded_agg`: a few worker threads run one query on
-//! every shard (each shard's partial aggregate, whose result is small) and return all rows.
+//! Batch form, used by `sharded_agg`: [`snapshot_set`] holds one read-only connection per shard
+//! in a read transaction (the snapshots taken as a consistent cut, `shard::cut`), then
+//! [`collect_in`] runs each partial aggregate on every shard on a few worker threads and
+//! returns all rows (small: partial aggregates), and [`end_snapshots`] ends the transactions.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,20 +36,20 @@ pub const READER_MMAP_BYTES: u64 = 256 << 20;
 
 pub type Row = Vec<Value>;
 
-/// Runs `sql` on every shard file in `paths`, on up to `threads` worker threads with read-only
-/// connections from `pool`; returns each shard's rows, in `paths` order.
-pub fn collect_all(pool: &ReaderPool, paths: &[PathBuf], sql: &str, threads: usize) -> Result<Vec<Vec<Row>>> {
+/// Runs `job(i)` for every i in 0..n on up to `threads` scoped worker threads (each takes the
+/// next index); the results in index order. A panicking job yields an internal error.
+fn on_workers(n: usize, threads: usize, job: impl Fn(usize) -> Result<Vec<Row>> + Sync) -> Vec<Result<Vec<Row>>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<Vec<Row>>>>> = paths.iter().map(|_| Mutex::new(None)).collect();
+    let results: Vec<Mutex<Option<Result<Vec<Row>>>>> = (0..n).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
-        for _ in 0..threads.clamp(1, paths.len().max(1)) {
+        for _ in 0..threads.clamp(1, n.max(1)) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= paths.len() {
+                if i >= n {
                     break;
                 }
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| query_all(pool, &paths[i], sql)))
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(i)))
                     .unwrap_or_else(|_| Err(Error::internal("sharded: a shard worker panicked")));
                 *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             });
@@ -107,28 +109,8 @@ pub fn end_snapshots(pool: &ReaderPool, paths: &[PathBuf], conns: Vec<Connection
 /// Runs `sql` to completion on every connection of a snapshot set, on up to `threads` worker
 /// threads; the rows per connection, in order.
 pub fn collect_in(conns: Vec<Connection>, sql: &str, threads: usize) -> (Vec<Result<Vec<Row>>>, Vec<Connection>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
     let cells: Vec<Mutex<Connection>> = conns.into_iter().map(Mutex::new).collect();
-    let results: Vec<Mutex<Option<Result<Vec<Row>>>>> = cells.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..threads.clamp(1, cells.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= cells.len() {
-                    break;
-                }
-                let c = cells[i].lock().unwrap_or_else(|p| p.into_inner());
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rows_of(&c, sql)))
-                    .unwrap_or_else(|_| Err(Error::internal("sharded: a shard worker panicked")));
-                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
-        }
-    });
-    let results = results
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(|| Err(Error::internal("sharded: shard not read"))))
-        .collect();
+    let results = on_workers(cells.len(), threads, |i| rows_of(&cells[i].lock().unwrap_or_else(|p| p.into_inner()), sql));
     (results, cells.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect())
 }
 
@@ -142,20 +124,6 @@ fn rows_of(c: &Connection, sql: &str) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn query_all(pool: &ReaderPool, path: &PathBuf, sql: &str) -> Result<Vec<Row>> {
-    let c = pool.take(path)?;
-    let r = (|| {
-        let mut st = c.prepare(sql)?;
-        let n = st.column_count();
-        let mut rows = Vec::new();
-        while st.step()? {
-            rows.push((0..n).map(|i| st.column_value(i)).collect());
-        }
-        Ok(rows)
-    })();
-    pool.give(path.clone(), c);
-    r
-}
 type Batch = Result<Vec<Row>>;
 
 /// Idle read-only connections per shard file, shared with worker threads.

@@ -160,15 +160,7 @@ pub fn run(db: HostDb, sql: &str) -> Result<AggResult> {
                 for part in &plan.partials {
                     let mut ins = scratch.prepare(&part.insert_sql())?;
                     for &id in &ids {
-                        let sc = t.conn(id)?;
-                        let mut st = sc.conn.prepare(&part.shard_sql).map_err(|e| e.context("sharded_agg"))?;
-                        while st.step().map_err(|e| e.context("sharded_agg"))? {
-                            for i in 0..part.ncols {
-                                ins.bind_ref(i + 1, st.column_ref(i))?;
-                            }
-                            ins.step()?;
-                            ins.reset();
-                        }
+                        stream_partial(&t.conn(id)?.conn, part, &mut ins)?;
                     }
                 }
                 Ok(())
@@ -215,14 +207,20 @@ fn insert_rows(scratch: &Connection, part: &crate::agg::Partial, per_shard: Vec<
 fn insert_streamed(scratch: &Connection, part: &crate::agg::Partial, conns: &[Connection]) -> Result<()> {
     let mut ins = scratch.prepare(&part.insert_sql())?;
     for c in conns {
-        let mut st = c.prepare(&part.shard_sql).map_err(|e| e.context("sharded_agg"))?;
-        while st.step().map_err(|e| e.context("sharded_agg"))? {
-            for i in 0..part.ncols {
-                ins.bind_ref(i + 1, st.column_ref(i))?;
-            }
-            ins.step()?;
-            ins.reset();
+        stream_partial(c, part, &mut ins)?;
+    }
+    Ok(())
+}
+
+/// Runs one partial query on one shard connection, inserting each row with `ins`.
+fn stream_partial(c: &Connection, part: &crate::agg::Partial, ins: &mut crate::ffi::api::Statement) -> Result<()> {
+    let mut st = c.prepare(&part.shard_sql).map_err(|e| e.context("sharded_agg"))?;
+    while st.step().map_err(|e| e.context("sharded_agg"))? {
+        for i in 0..part.ncols {
+            ins.bind_ref(i + 1, st.column_ref(i))?;
         }
+        ins.step()?;
+        ins.reset();
     }
     Ok(())
 }
