@@ -236,15 +236,15 @@ impl ShardedTable {
         self.cut.clone().flatten()
     }
 
-    /// The commit table, for a statement about to read `nshards` shards: only when it reads
-    /// two or more outside a write transaction (inside one, reads see the transaction's own
-    /// writes through the shards' write connections, as SQLite's own transaction would).
     /// Inside a write transaction of this table (its reads must go through the shards' own
     /// connections to see its writes).
     pub(crate) fn in_write_txn(&self) -> bool {
         self.in_txn
     }
 
+    /// The commit table, for a statement about to read `nshards` shards: only when it reads
+    /// two or more outside a write transaction (inside one, reads see the transaction's own
+    /// writes through the shards' write connections, as SQLite's own transaction would).
     pub(crate) fn cut_for_read(&mut self, nshards: usize) -> Option<std::rc::Rc<crate::shard::cut::Cut>> {
         if nshards < 2 || self.in_txn {
             return None;
@@ -1228,7 +1228,7 @@ impl VTab for ShardedTable {
         // Nothing may write to these files after this point (see Drop).
         self.block = (0, 0);
         self.reader_pool.clear();
-        self.cut = None; // unmap commits.shm
+        self.cut = Some(None); // unmap commits.shm, and never map it again (the file goes below)
         let meta_files = [
             crate::shard::catalog::CATALOG_FILE.to_string(),
             crate::txn::TXLOG_FILE.to_string(),
