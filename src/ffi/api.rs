@@ -293,6 +293,11 @@ impl HostDb {
 pub const OPEN_READWRITE: c_int = sys::SQLITE_OPEN_READWRITE;
 pub const OPEN_CREATE: c_int = sys::SQLITE_OPEN_CREATE;
 pub const OPEN_READONLY: c_int = sys::SQLITE_OPEN_READONLY;
+/// Fundamental datatype codes (sqlite3_value_type).
+pub const TYPE_INTEGER: c_int = sys::SQLITE_INTEGER;
+pub const TYPE_FLOAT: c_int = sys::SQLITE_FLOAT;
+pub const TYPE_TEXT: c_int = sys::SQLITE_TEXT;
+pub const TYPE_BLOB: c_int = sys::SQLITE_BLOB;
 
 /// The open WAL file of a [`Connection`], for `sync` — also from another thread, while the
 /// connection itself is not used (its owner waits for the sync to finish).

@@ -145,6 +145,22 @@ impl ColumnContext {
         // SAFETY: ctx is valid during xColumn; result_value copies the value.
         unsafe { call_api(|r| r.result_value.unwrap()(self.ctx, v.raw())) };
     }
+    /// A value of a packed batch (`shard::batch`); SQLite copies text and blobs.
+    pub fn set_cell(&mut self, c: crate::shard::batch::Cell<'_>) {
+        use crate::shard::batch::Cell;
+        let r = super::api_routines();
+        // SAFETY: ctx valid during xColumn; TRANSIENT makes SQLite copy the bytes before we
+        // return (slices of a batch are never null pointers, even when empty).
+        unsafe {
+            match c {
+                Cell::Null => r.result_null.unwrap()(self.ctx),
+                Cell::Int(i) => r.result_int64.unwrap()(self.ctx, i),
+                Cell::Real(f) => r.result_double.unwrap()(self.ctx, f),
+                Cell::Text(t) => r.result_text.unwrap()(self.ctx, t.as_ptr() as *const c_char, t.len() as c_int, sys::SQLITE_TRANSIENT()),
+                Cell::Blob(b) => r.result_blob.unwrap()(self.ctx, b.as_ptr() as *const c_void, b.len() as c_int, sys::SQLITE_TRANSIENT()),
+            }
+        }
+    }
     pub fn set_i64(&mut self, x: i64) {
         // SAFETY: ctx valid during xColumn.
         unsafe { call_api(|r| r.result_int64.unwrap()(self.ctx, x)) };

@@ -4,7 +4,10 @@
 //!   schema, shard files, bucket map, indexes, rowid high-water mark).
 //! - `conn`: one connection per shard file with a prepared-statement cache and the shard's
 //!   transaction/savepoint depth.
+//! - `scan`: parallel scans on worker threads, which hand rows over in packed `batch`es;
+//!   `pin`: pinned read connections; `cut`: consistent cuts across shards; `watch`: file changes.
 
+pub mod batch;
 pub mod catalog;
 pub mod conn;
 pub mod cut;

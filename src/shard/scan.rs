@@ -1,12 +1,19 @@
-//! Parallel shard scans: one worker thread per shard streams rows to the cursor.
+//! Parallel shard scans: worker threads stream the shards' rows to the cursor.
 //!
 //! HOW IT WORKS. For a large scan over several shards outside a write transaction, the cursor
-//! starts one worker per shard. Each worker takes a read-only connection from the table's
-//! reader pool (or opens one; it maps the shard file, [`READER_MMAP_BYTES`]), runs the shard SQL, decodes rows into Rust values and sends them
-//! in batches of [`BATCH_ROWS`] through a bounded channel ([`CHANNEL_BATCHES`] batches), so
-//! memory stays bounded however large the table is and a slow consumer pauses the workers. The
-//! host thread only merges the heads and hands values over. Dropping the receiver (cursor closed
-//! or re-filtered) makes the worker stop at its next send; it then returns its connection.
+//! calls [`start`] with the shard files and a number of workers (the table decides: one per
+//! core when the shards filter their own rows, one fewer when every row crosses to the host
+//! thread, which then needs a core of its own). Worker w serves shards w, w+workers, ...: it
+//! takes a read-only connection per shard from the table's reader pool (or opens one; it maps
+//! the shard file, [`READER_MMAP_BYTES`]), runs the shard SQL and packs rows into
+//! [`super::batch::Batch`]es (no allocation per row), each sent through the shard's bounded
+//! channel ([`CHANNEL_BATCHES`] batches). A shard's first batch holds [`FIRST_BATCH_ROWS`] rows
+//! and each next one twice as many, up to [`BATCH_ROWS`] or [`BATCH_BYTES`]. The worker keeps
+//! every one of its channels full; when all are full it sleeps until the cursor hands a used
+//! batch back (the recycling channel), so memory stays bounded however large the table is and
+//! a slow consumer pauses the workers. The host thread only merges the heads and hands values
+//! over. A dropped stream (cursor closed or re-filtered) ends its shard at the next send; a
+//! worker whose streams are all gone returns its connections and exits.
 //!
 //! Each worker's statement is one read transaction on its shard, so every shard is read at one
 //! point in time, as in a sequential scan. Requires a thread-safe host library (checked by the
@@ -19,16 +26,24 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::ffi::api::{Connection, OPEN_READONLY};
+use crate::ffi::api::{Connection, Statement, ValueRef, OPEN_READONLY, TYPE_BLOB, TYPE_FLOAT, TYPE_INTEGER, TYPE_TEXT};
 use crate::value::Value;
 
+use super::batch::{Batch, Cell};
 use super::BUSY_TIMEOUT_MS;
 
-pub const BATCH_ROWS: usize = 256;
+pub const BATCH_ROWS: usize = 1024;
+/// The first batch of a shard is small and each next one twice as large: a statement that
+/// stops after a few rows (`LIMIT` the shards could not apply, `EXISTS`) has not made the
+/// workers read far ahead.
+pub const FIRST_BATCH_ROWS: usize = 32;
+/// A batch is sent once it holds this many bytes of cell data (bounds a scan's memory with wide
+/// rows: about (CHANNEL_BATCHES + 2) batches per shard exist at once).
+pub const BATCH_BYTES: usize = 64 << 10;
 pub const CHANNEL_BATCHES: usize = 4;
 const POOL_PER_SHARD: usize = 2;
 /// `PRAGMA mmap_size` of the worker (read-only) connections.
@@ -124,8 +139,6 @@ fn rows_of(c: &Connection, sql: &str) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-type Batch = Result<Vec<Row>>;
-
 /// Idle read-only connections per shard file, shared with worker threads.
 #[derive(Default, Clone)]
 pub struct ReaderPool {
@@ -160,10 +173,26 @@ impl ReaderPool {
     }
 }
 
-/// The receiving end of one shard's stream.
+/// A packed batch or the error that ended the worker.
+type Sent = Result<Batch>;
+
+/// The value of a shard statement's column, borrowed until the statement's next step.
+fn cell_of<'a>(v: &ValueRef<'a>) -> Cell<'a> {
+    match v.type_code() {
+        t if t == TYPE_INTEGER => Cell::Int(v.as_i64()),
+        t if t == TYPE_FLOAT => Cell::Real(v.as_f64()),
+        t if t == TYPE_TEXT => Cell::Text(v.text_bytes()),
+        t if t == TYPE_BLOB => Cell::Blob(v.blob_bytes()),
+        _ => Cell::Null,
+    }
+}
+
+/// The receiving end of one shard's stream. A consumed batch goes back to the worker, which
+/// refills it (no allocation per row, `shard::batch`).
 pub struct Stream {
-    rx: Receiver<Batch>,
-    batch: Vec<Row>,
+    rx: Receiver<Sent>,
+    back: Sender<Batch>,
+    batch: Batch,
     pos: usize,
 }
 
@@ -171,14 +200,15 @@ impl Stream {
     /// Advances to the next row: Ok(false) at the end of the shard's rows.
     pub fn step(&mut self) -> Result<bool> {
         self.pos += 1;
-        if self.pos < self.batch.len() {
+        if self.pos < self.batch.rows() {
             return Ok(true);
         }
         match self.rx.recv() {
             Ok(Ok(b)) => {
-                self.batch = b;
+                let used = std::mem::replace(&mut self.batch, b);
+                let _ = self.back.send(used); // the worker may have finished: then it is dropped
                 self.pos = 0;
-                Ok(!self.batch.is_empty())
+                Ok(self.batch.rows() > 0)
             }
             Ok(Err(e)) => Err(e),
             Err(_) => {
@@ -188,8 +218,14 @@ impl Stream {
         }
     }
 
-    pub fn row(&self) -> &Row {
-        &self.batch[self.pos]
+    /// Column `j` of the current row.
+    pub fn cell(&self, j: usize) -> Cell<'_> {
+        self.batch.cell(self.pos, j)
+    }
+
+    /// Column `j` of the current row as an integer (the rowid).
+    pub fn int(&self, j: usize) -> i64 {
+        self.batch.int(self.pos, j)
     }
 
     /// True when the worker has nothing buffered yet (for tests).
@@ -198,43 +234,157 @@ impl Stream {
     }
 }
 
-/// Starts a worker that runs `sql` with `binds` on the shard file at `path`.
-pub fn start(pool: &ReaderPool, path: PathBuf, sql: String, binds: Vec<Value>) -> Stream {
-    let (tx, rx) = sync_channel::<Batch>(CHANNEL_BATCHES);
-    let pool = pool.clone();
-    let spawned = std::thread::Builder::new().name("shardvt-scan".into()).spawn(move || {
-        let run = || -> Result<()> {
-            let conn = pool.take(&path)?;
-            let r = (|| -> Result<()> {
-                let mut st = conn.prepare(&sql)?;
-                for (i, b) in binds.iter().enumerate() {
-                    st.bind(i + 1, b)?;
-                }
-                let n = st.column_count();
-                loop {
-                    let mut batch = Vec::with_capacity(BATCH_ROWS);
-                    while batch.len() < BATCH_ROWS && st.step()? {
-                        batch.push((0..n).map(|i| st.column_value(i)).collect());
-                    }
-                    let last = batch.len() < BATCH_ROWS;
-                    if batch.is_empty() || tx.send(Ok(batch)).is_err() || last {
-                        return Ok(());
-                    }
-                }
-            })();
-            pool.give(path.clone(), conn);
-            r
-        };
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
-            .unwrap_or_else(|_| Err(Error::internal("sharded: a scan worker panicked")));
-        if let Err(e) = r {
-            let _ = tx.send(Err(e));
+/// One shard of a worker: its connection and statement, and the batch its stream had no room
+/// for yet.
+struct Job {
+    path: PathBuf,
+    conn: Option<Connection>,
+    st: Option<Statement>,
+    tx: Option<SyncSender<Sent>>,
+    pending: Option<Sent>,
+    /// rows of the next batch: from FIRST_BATCH_ROWS, doubling up to BATCH_ROWS
+    rows: usize,
+}
+
+impl Job {
+    /// Fills `batch` with the statement's next rows; true when the statement has no more.
+    fn fill(&mut self, batch: &mut Batch) -> Result<bool> {
+        let Some(st) = self.st.as_mut() else { return Ok(true) };
+        let n = st.column_count();
+        batch.reset(n);
+        let rows = self.rows;
+        self.rows = (rows * 2).min(BATCH_ROWS);
+        while batch.rows() < rows && batch.bytes() < BATCH_BYTES {
+            if !st.step()? {
+                return Ok(true);
+            }
+            for i in 0..n {
+                batch.push(cell_of(&st.column_ref(i)));
+            }
         }
-    });
-    if let Err(e) = spawned {
-        let (tx2, rx2) = sync_channel::<Batch>(1);
-        let _ = tx2.send(Err(Error::internal(format!("sharded: cannot start a scan thread: {e}"))));
-        return Stream { rx: rx2, batch: Vec::new(), pos: 0 };
+        Ok(false)
     }
-    Stream { rx, batch: Vec::new(), pos: 0 }
+
+    /// Ends the shard: finalizes the statement, returns the connection, closes the stream.
+    fn finish(&mut self, pool: &ReaderPool) {
+        self.st = None;
+        if let Some(c) = self.conn.take() {
+            pool.give(self.path.clone(), c);
+        }
+        self.tx = None;
+        self.pending = None;
+    }
+}
+
+/// Starts `workers` threads that run `sql` with `binds` on the shard files `paths`; one
+/// stream per path, in order. Each thread serves the shards i, i+workers, ...: it keeps every
+/// one of its streams filled (CHANNEL_BATCHES batches ahead) and sleeps while all are full.
+pub fn start(pool: &ReaderPool, paths: Vec<PathBuf>, sql: &str, binds: &[Value], workers: usize) -> Vec<Stream> {
+    let workers = workers.clamp(1, paths.len().max(1));
+    let mut streams: Vec<Option<Stream>> = (0..paths.len()).map(|_| None).collect();
+    for w in 0..workers {
+        let (back, recycled) = channel::<Batch>();
+        let mut jobs = Vec::new();
+        for (i, path) in paths.iter().enumerate().skip(w).step_by(workers) {
+            let (tx, rx) = sync_channel::<Sent>(CHANNEL_BATCHES);
+            streams[i] = Some(Stream { rx, back: back.clone(), batch: Batch::default(), pos: 0 });
+            jobs.push(Job { path: path.clone(), conn: None, st: None, tx: Some(tx), pending: None, rows: FIRST_BATCH_ROWS });
+        }
+        drop(back);
+        let (pool, sql, binds) = (pool.clone(), sql.to_string(), binds.to_vec());
+        let body = move || {
+            let mut jobs = jobs;
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&pool, &mut jobs, &sql, &binds, &recycled)));
+            for j in &mut jobs {
+                if r.is_err() {
+                    if let Some(tx) = &j.tx {
+                        let _ = tx.try_send(Err(Error::internal("sharded: a scan worker panicked")));
+                    }
+                }
+                j.finish(&pool);
+            }
+        };
+        if let Err(e) = std::thread::Builder::new().name("shardvt-scan".into()).spawn(body) {
+            // no thread: each of its streams reports the error
+            for s in streams.iter_mut().skip(w).step_by(workers) {
+                let (tx2, rx2) = sync_channel::<Sent>(1);
+                let _ = tx2.send(Err(Error::internal(format!("sharded: cannot start a scan thread: {e}"))));
+                if let Some(s) = s {
+                    s.rx = rx2;
+                }
+            }
+        }
+    }
+    streams.into_iter().map(|s| s.unwrap_or_else(|| {
+        let (_, rx) = sync_channel::<Sent>(1);
+        let (back, _) = channel::<Batch>();
+        Stream { rx, back, batch: Batch::default(), pos: 0 }
+    })).collect()
+}
+
+/// The worker loop of [`start`].
+fn serve(pool: &ReaderPool, jobs: &mut [Job], sql: &str, binds: &[Value], recycled: &Receiver<Batch>) {
+    // open every shard first: each statement's first step takes its snapshot
+    for j in jobs.iter_mut() {
+        let opened = pool.take(&j.path).and_then(|c| {
+            let mut st = c.prepare(sql)?;
+            for (i, b) in binds.iter().enumerate() {
+                st.bind(i + 1, b)?;
+            }
+            j.conn = Some(c);
+            Ok(st)
+        });
+        match opened {
+            Ok(st) => j.st = Some(st),
+            Err(e) => j.pending = Some(Err(e)),
+        }
+    }
+    let mut free: Vec<Batch> = Vec::new();
+    loop {
+        let mut progress = false;
+        let mut live = 0;
+        for j in jobs.iter_mut() {
+            if j.tx.is_none() {
+                continue;
+            }
+            if j.pending.is_none() && j.st.is_some() {
+                let mut b = free.pop().unwrap_or_default();
+                j.pending = Some(match j.fill(&mut b) {
+                    Ok(end) => {
+                        if end {
+                            j.st = None; // the stream ends after this batch
+                        }
+                        Ok(b)
+                    }
+                    Err(e) => {
+                        j.st = None;
+                        Err(e)
+                    }
+                });
+            }
+            if let (Some(item), Some(tx)) = (j.pending.take(), &j.tx) {
+                match tx.try_send(item) {
+                    Ok(()) => progress = true,
+                    Err(TrySendError::Full(item)) => j.pending = Some(item),
+                    Err(TrySendError::Disconnected(_)) => j.st = None, // the cursor stopped reading
+                }
+            }
+            if j.pending.is_none() && j.st.is_none() {
+                j.finish(pool); // everything sent (or nobody listens): the stream ends
+            } else {
+                live += 1;
+            }
+        }
+        if live == 0 {
+            return;
+        }
+        free.extend(recycled.try_iter());
+        if !progress {
+            // every stream is full: sleep until the cursor hands a batch back
+            match recycled.recv() {
+                Ok(b) => free.push(b),
+                Err(_) => return, // every stream was dropped
+            }
+        }
+    }
 }

@@ -159,22 +159,19 @@ impl Source {
     fn value_at(&self, j: usize) -> Value {
         match &self.head {
             Head::Stmt { stmt, .. } => stmt.column_value(j),
-            Head::Chan(s) => s.row()[j].clone(),
+            Head::Chan(s) => s.cell(j).to_value(),
         }
     }
     fn rowid_now(&self) -> i64 {
         match &self.head {
             Head::Stmt { stmt, .. } => stmt.column_i64(0),
-            Head::Chan(s) => match s.row()[0] {
-                Value::Integer(i) => i,
-                _ => 0,
-            },
+            Head::Chan(s) => s.int(0),
         }
     }
     fn set_column(&self, ctx: &mut ColumnContext, j: usize) {
         match &self.head {
             Head::Stmt { stmt, .. } => ctx.set_from_statement(stmt, j),
-            Head::Chan(s) => ctx.set_value(&s.row()[j]),
+            Head::Chan(s) => ctx.set_cell(s.cell(j)),
         }
     }
 }
@@ -287,23 +284,13 @@ impl ShardedCursor {
         self.current = None;
     }
 
-    /// Starts a worker per shard and waits for each one's first batch (by then its snapshot
-    /// is taken).
-    fn open_parallel(&mut self, t: &mut ShardedTable, shards: &[ShardId], sql: &Rc<str>, binds: &[Value]) -> Result<()> {
-        // start every worker before waiting for any: a selective scan's first batch only
-        // arrives when its shard is read through
-        let mut started = Vec::with_capacity(shards.len());
-        for &id in shards {
-            let path = t.shard_path(id)?;
-            started.push(Source {
-                shard: id,
-                head: Head::Chan(scan::start(&t.reader_pool, path, sql.to_string(), binds.to_vec())),
-                key: Vec::new(),
-                rid: 0,
-                pin: None,
-            });
-        }
-        for mut src in started {
+    /// Starts the scan workers (`shard::scan::start`) and waits for each shard's first batch
+    /// (by then its snapshot is taken).
+    fn open_parallel(&mut self, t: &mut ShardedTable, shards: &[ShardId], sql: &Rc<str>, binds: &[Value], workers: usize) -> Result<()> {
+        let paths = shards.iter().map(|&id| t.shard_path(id)).collect::<Result<Vec<_>>>()?;
+        let streams = scan::start(&t.reader_pool, paths, sql, binds, workers);
+        for (&id, stream) in shards.iter().zip(streams) {
+            let mut src = Source { shard: id, head: Head::Chan(stream), key: Vec::new(), rid: 0, pin: None };
             if src.step()? {
                 self.sources.push(src);
                 let n = self.sources.len() - 1;
@@ -505,7 +492,8 @@ impl VTabCursor for ShardedCursor {
             })
         };
         let parallel = limit.is_none() && t.parallel_scan(&shards, filtered_scan);
-        explain::record(&t.name, &shards, t.shard_count(), &sql, !plan.order.is_empty(), limit, parallel);
+        let workers = parallel.then(|| t.scan_workers(shards.len(), filtered_scan));
+        explain::record(&t.name, &shards, t.shard_count(), &sql, !plan.order.is_empty(), limit, workers);
 
         let mut all_binds = binds.clone();
         all_binds.extend(limit.map(Value::Integer));
@@ -525,8 +513,8 @@ impl VTabCursor for ShardedCursor {
                 }
                 g
             });
-            if parallel {
-                self.open_parallel(t, &shards, &sql, &binds)?;
+            if let Some(w) = workers {
+                self.open_parallel(t, &shards, &sql, &binds, w)?;
             } else {
                 self.open_sequential(t, &shards, &sql, &all_binds)?;
             }

@@ -22,7 +22,7 @@ pub fn finish() -> Vec<String> {
     CAPTURE.with(|c| c.borrow_mut().take().unwrap_or_default())
 }
 
-pub fn record(table: &str, shards: &[ShardId], total: usize, sql: &str, order_consumed: bool, limit: Option<i64>, parallel: bool) {
+pub fn record(table: &str, shards: &[ShardId], total: usize, sql: &str, order_consumed: bool, limit: Option<i64>, workers: Option<usize>) {
     CAPTURE.with(|c| {
         if let Some(v) = c.borrow_mut().as_mut() {
             let ids: Vec<String> = shards.iter().map(|s| s.0.to_string()).collect();
@@ -31,7 +31,10 @@ pub fn record(table: &str, shards: &[ShardId], total: usize, sql: &str, order_co
                 ids.join(","),
                 if order_consumed { "merged (ORDER BY consumed)" } else { "rowid merge" },
                 limit.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
-                if parallel { format!("parallel ({} threads)", shards.len()) } else { "sequential".to_string() },
+                match workers {
+                    Some(n) => format!("parallel ({n} thread{})", if n == 1 { "" } else { "s" }),
+                    None => "sequential".to_string(),
+                },
             ));
         }
     });

@@ -585,6 +585,18 @@ impl ShardedTable {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
     }
 
+    /// Worker threads of a parallel scan of `shards` shards. A `filtered_scan` sends few rows
+    /// to this thread, which mostly waits: one worker per core. Otherwise every row crosses
+    /// to this thread, which needs a core of its own: one worker fewer (at least one). At most
+    /// one per shard; `SHARDVT_SCAN_WORKERS` overrides.
+    pub(crate) fn scan_workers(&self, shards: usize, filtered_scan: bool) -> usize {
+        static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+        let forced = *FORCED.get_or_init(|| std::env::var("SHARDVT_SCAN_WORKERS").ok().and_then(|v| v.trim().parse().ok()));
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let n = forced.unwrap_or(if filtered_scan { cores } else { cores.saturating_sub(1) });
+        n.clamp(1, shards.max(1))
+    }
+
     /// Whether a scan of `shards` runs on worker threads: a `filtered_scan` (see the cursor's
     /// xFilter: every shard is read through and filters its own rows) over at most
     /// [`MAX_AUTO_SCAN_THREADS`] shards, or any scan with

@@ -1,6 +1,7 @@
 """Parallel scans (chosen for scans whose shards filter their own rows; SHARDVT_PARALLEL=1 forces
-them, =0 forbids them): worker threads stream each shard's rows; answers must
-equal the sequential merge and a native table, including early stops and errors."""
+them, =0 forbids them): worker threads stream each shard's rows (a worker may serve several
+shards, SHARDVT_SCAN_WORKERS); answers must equal the sequential merge and a native table,
+including early stops and errors."""
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def setup(db, shards, rows, suffix=""):
 
 SCRIPT = setup("p.db", 6, 20000) + r"""
 plan = c.execute("SELECT shardvt_explain('SELECT * FROM s')").fetchall()[0][0]
-assert "parallel (6 threads)" in plan, plan
+assert "parallel (WORKERS)" in plan, plan
 for q in ["SELECT * FROM {}", "SELECT id, v FROM {} WHERE body LIKE 'b1%'", "SELECT count(*), sum(v) FROM {}",
           "SELECT * FROM {} ORDER BY v DESC, id", "SELECT group_concat(id) FROM {} WHERE v < 20",
           "SELECT k, count(*) FROM {} GROUP BY k ORDER BY k"]:
@@ -50,10 +51,41 @@ print("parallel ok")
 
 
 def test_parallel_scans_equal_native(so_path, tmp):
-    env = dict(os.environ, SHARDVT_PARALLEL="1", SHARDVT_PARALLEL_MIN_BYTES="0")
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(so_path)], cwd=tmp, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and "parallel ok" in out.stdout, out.stdout + out.stderr
+    # 6 shards on 6, 4 (two serve two shards each) and 1 worker thread(s)
+    for workers, shown in [("6", "6 threads"), ("4", "4 threads"), ("1", "1 thread")]:
+        env = dict(os.environ, SHARDVT_PARALLEL="1", SHARDVT_PARALLEL_MIN_BYTES="0", SHARDVT_SCAN_WORKERS=workers)
+        script = SCRIPT.replace("p.db", f"p{workers}.db").replace("WORKERS", shown)
+        out = subprocess.run([sys.executable, "-c", script, str(so_path)], cwd=tmp, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and "parallel ok" in out.stdout, workers + out.stdout + out.stderr
+
+
+BROKEN = setup("EDB.db", 4, 4000) + r"""
+import glob
+c.close()
+# one shard file loses its table: its worker fails to prepare the shard SQL
+victim = sorted(glob.glob("EDB.s.shards/shard-*.db"))[2]
+x = apsw.Connection(victim); x.execute("DROP TABLE data"); x.close()
+c = apsw.Connection("EDB.db"); c.enable_load_extension(True); c.load_extension(so)
+for q in ["SELECT * FROM s", "SELECT count(*) FROM s WHERE body LIKE '%1'"]:
+    try:
+        c.execute(q).fetchall()
+        raise SystemExit("no error from " + q)
+    except apsw.SQLError as e:
+        assert "no such table" in str(e), e
+# the workers are gone and nothing is left blocked: the native table still answers
+assert c.execute("SELECT count(*) FROM n").fetchall() == [(4000,)]
+print("error ok")
+"""
+
+
+def test_a_failing_shard_fails_the_parallel_scan_with_its_error(so_path, tmp):
+    for workers in ["1", "2", "4"]:
+        env = dict(os.environ, SHARDVT_PARALLEL="1", SHARDVT_PARALLEL_MIN_BYTES="0", SHARDVT_SCAN_WORKERS=workers)
+        script = BROKEN.replace("EDB", f"e{workers}")
+        out = subprocess.run([sys.executable, "-c", script, str(so_path)], cwd=tmp, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "error ok" in out.stdout, workers + out.stdout + out.stderr
 
 
 AUTO = setup("a.db", 4, 8000, "x") + r"""
