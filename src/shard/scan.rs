@@ -140,12 +140,28 @@ fn rows_of(c: &Connection, sql: &str) -> Result<Vec<Row>> {
 }
 
 /// Idle read-only connections per shard file, shared with worker threads.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct ReaderPool {
     inner: Arc<Mutex<HashMap<PathBuf, Vec<Connection>>>>,
+    /// `PRAGMA mmap_size` of its connections
+    mmap: u64,
+}
+
+impl Default for ReaderPool {
+    /// Connections that map the shard files ([`READER_MMAP_BYTES`]).
+    fn default() -> ReaderPool {
+        ReaderPool { inner: Default::default(), mmap: READER_MMAP_BYTES }
+    }
 }
 
 impl ReaderPool {
+    /// Connections that read with pread, without mapping: for scans that hand every row to the
+    /// host, which gain little from a mapping (the host thread is their bottleneck) while the
+    /// mapped pages of a whole table would count in the process's RSS.
+    pub fn unmapped() -> ReaderPool {
+        ReaderPool { inner: Default::default(), mmap: 0 }
+    }
+
     fn take(&self, path: &PathBuf) -> Result<Connection> {
         if let Some(c) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).get_mut(path).and_then(|v| v.pop()) {
             return Ok(c);
@@ -156,7 +172,9 @@ impl ReaderPool {
         // partial aggregates, which visit table pages at random, ran ~30% faster; a filtered
         // parallel scan ~10-20%). Mapped pages are the OS page cache's, counted in RSS as
         // file-backed pages while touched.
-        c.exec(&format!("PRAGMA mmap_size={READER_MMAP_BYTES}"))?;
+        if self.mmap > 0 {
+            c.exec(&format!("PRAGMA mmap_size={}", self.mmap))?;
+        }
         Ok(c)
     }
 

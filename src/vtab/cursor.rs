@@ -40,7 +40,7 @@ use crate::value::{Affinity, Value};
 use std::rc::Rc;
 
 use super::explain;
-use super::table::ShardedTable;
+use super::table::{ScanKind, ShardedTable};
 
 /// Statements visiting at most this many shards read through pinned connections.
 const MAX_PINNED_SHARDS: usize = 16;
@@ -286,9 +286,9 @@ impl ShardedCursor {
 
     /// Starts the scan workers (`shard::scan::start`) and waits for each shard's first batch
     /// (by then its snapshot is taken).
-    fn open_parallel(&mut self, t: &mut ShardedTable, shards: &[ShardId], sql: &Rc<str>, binds: &[Value], workers: usize) -> Result<()> {
+    fn open_parallel(&mut self, t: &mut ShardedTable, shards: &[ShardId], sql: &Rc<str>, binds: &[Value], workers: usize, kind: ScanKind) -> Result<()> {
         let paths = shards.iter().map(|&id| t.shard_path(id)).collect::<Result<Vec<_>>>()?;
-        let streams = scan::start(&t.reader_pool, paths, sql, binds, workers);
+        let streams = scan::start(t.scan_pool(kind), paths, sql, binds, workers);
         for (&id, stream) in shards.iter().zip(streams) {
             let mut src = Source { shard: id, head: Head::Chan(stream), key: Vec::new(), rid: 0, pin: None };
             if src.step()? {
@@ -480,19 +480,28 @@ impl VTabCursor for ShardedCursor {
                 sql.push_str(" LIMIT ?");
             }
         }
-        // Parallel when every visited shard must be read through and its own filter drops rows
-        // (a pushed condition, none of which an index can serve): the workers then do the
-        // scanning and few rows cross threads. Without a pushed condition every row would cross
-        // (slower than the sequential merge on this path), and an indexed condition is cheap.
-        let filtered_scan = limit.is_none() && shards.len() > 1 && !conds.is_empty() && {
+        // Parallel when every visited shard must be read through and either its own filter
+        // drops rows (a pushed condition, none of which an index can serve: the workers then do
+        // the scanning and few rows cross threads), or there is no condition at all (every row
+        // crosses: the workers read and pack the rows while this thread hands them to SQLite).
+        // An indexed condition or a pushed LIMIT is cheap here.
+        let kind = if limit.is_some() || shards.len() < 2 {
+            ScanKind::Other
+        } else if conds.is_empty() {
+            ScanKind::Full
+        } else {
             let leads = t.index_leading_columns();
-            !plan.terms.iter().any(|term| {
+            let seeks = plan.terms.iter().any(|term| {
                 let indexed = term.column < 0 || leads.get(term.column as usize).copied().unwrap_or(true);
                 indexed && seekable(term.op, term.is_in, args.get((term.argv as usize).wrapping_sub(1)))
-            })
+            });
+            if seeks {
+                ScanKind::Other
+            } else {
+                ScanKind::Filtered
+            }
         };
-        let parallel = limit.is_none() && t.parallel_scan(&shards, filtered_scan);
-        let workers = parallel.then(|| t.scan_workers(shards.len(), filtered_scan));
+        let workers = t.parallel_scan(&shards, kind).then(|| t.scan_workers(shards.len(), kind));
         explain::record(&t.name, &shards, t.shard_count(), &sql, !plan.order.is_empty(), limit, workers);
 
         let mut all_binds = binds.clone();
@@ -514,7 +523,7 @@ impl VTabCursor for ShardedCursor {
                 g
             });
             if let Some(w) = workers {
-                self.open_parallel(t, &shards, &sql, &binds, w)?;
+                self.open_parallel(t, &shards, &sql, &binds, w, kind)?;
             } else {
                 self.open_sequential(t, &shards, &sql, &all_binds)?;
             }

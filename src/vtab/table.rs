@@ -61,6 +61,24 @@ pub const PARALLEL_MIN_BYTES: u64 = 8 << 20;
 /// A scan visiting more shards than this is threaded only with `SHARDVT_PARALLEL=1` (one worker
 /// thread per shard: many shards would mean many threads per statement).
 pub const MAX_AUTO_SCAN_THREADS: usize = 16;
+
+/// What a scan of several shards asks of them (decided in the cursor's xFilter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScanKind {
+    /// every shard is read through and filters its own rows (a pushed condition no index
+    /// serves): the workers scan, few rows cross to the host thread
+    Filtered,
+    /// no condition and no LIMIT: every row of every shard crosses to the host thread
+    Full,
+    /// an index serves a condition, or a LIMIT was pushed: cheap on this thread
+    Other,
+}
+
+/// Cores of this machine (read once).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
 /// Auto-assigned rowids are reserved from the catalog in blocks of this many.
 pub const ROWID_BLOCK: i64 = 1024;
 /// Bound on the rowid → shard memo kept from scans (cleared when exceeded).
@@ -114,6 +132,8 @@ pub struct ShardedTable {
     unique_groups: Vec<config::UniqueGroup>,
     /// idle read-only connections for parallel scans (see shard::scan)
     pub(crate) reader_pool: crate::shard::scan::ReaderPool,
+    /// read-only connections without a file mapping, for full scans (`ReaderPool::unmapped`)
+    pub(crate) stream_pool: crate::shard::scan::ReaderPool,
     /// outbox=on: change capture and the outbox store (see `outbox_hooks`, `crate::outbox`)
     outbox: Option<Capture>,
 }
@@ -585,33 +605,47 @@ impl ShardedTable {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
     }
 
-    /// Worker threads of a parallel scan of `shards` shards. A `filtered_scan` sends few rows
-    /// to this thread, which mostly waits: one worker per core. Otherwise every row crosses
-    /// to this thread, which needs a core of its own: one worker fewer (at least one). At most
-    /// one per shard; `SHARDVT_SCAN_WORKERS` overrides.
-    pub(crate) fn scan_workers(&self, shards: usize, filtered_scan: bool) -> usize {
+    /// Worker threads of a parallel scan of `shards` shards. A [`ScanKind::Filtered`] scan
+    /// sends few rows to this thread, which mostly waits: one worker per core. Otherwise every
+    /// row crosses to this thread, which needs a core of its own: one worker fewer (at least
+    /// one). At most one per shard; `SHARDVT_SCAN_WORKERS` overrides.
+    pub(crate) fn scan_workers(&self, shards: usize, kind: ScanKind) -> usize {
         static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
         let forced = *FORCED.get_or_init(|| std::env::var("SHARDVT_SCAN_WORKERS").ok().and_then(|v| v.trim().parse().ok()));
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let n = forced.unwrap_or(if filtered_scan { cores } else { cores.saturating_sub(1) });
+        let n = forced.unwrap_or(if kind == ScanKind::Filtered { cores() } else { cores().saturating_sub(1) });
         n.clamp(1, shards.max(1))
     }
 
-    /// Whether a scan of `shards` runs on worker threads: a `filtered_scan` (see the cursor's
-    /// xFilter: every shard is read through and filters its own rows) over at most
-    /// [`MAX_AUTO_SCAN_THREADS`] shards, or any scan with
-    /// `SHARDVT_PARALLEL=1` (never with `=0`); several shards, no write transaction of ours (a
-    /// transaction must read its own uncommitted writes, which only its connections see), a
-    /// thread-safe host, and at least `SHARDVT_PARALLEL_MIN_BYTES` (default
-    /// [`PARALLEL_MIN_BYTES`]) of shard files.
-    pub(crate) fn parallel_scan(&self, shards: &[ShardId], filtered_scan: bool) -> bool {
+    /// The worker connections of a parallel scan: mapped files for a filtered scan (its workers
+    /// do the reading; mapping saves a copy per page), pread for the others, whose host thread
+    /// is the bottleneck and whose mapped pages would all count in the process's RSS.
+    pub(crate) fn scan_pool(&self, kind: ScanKind) -> &crate::shard::scan::ReaderPool {
+        if kind == ScanKind::Filtered {
+            &self.reader_pool
+        } else {
+            &self.stream_pool
+        }
+    }
+
+    /// Whether a scan of `shards` runs on worker threads: a [`ScanKind::Filtered`] scan, or a
+    /// [`ScanKind::Full`] one on a machine of 2+ cores, over at most [`MAX_AUTO_SCAN_THREADS`]
+    /// shards; or any scan with `SHARDVT_PARALLEL=1` (never with `=0`). Always: several shards,
+    /// no write transaction of ours (a transaction must read its own uncommitted writes, which
+    /// only its connections see), a thread-safe host, and at least `SHARDVT_PARALLEL_MIN_BYTES`
+    /// (default [`PARALLEL_MIN_BYTES`]) of shard files.
+    pub(crate) fn parallel_scan(&self, shards: &[ShardId], kind: ScanKind) -> bool {
         if shards.len() < 2 || self.in_txn || !crate::ffi::api::host_threadsafe() {
             return false;
         }
         // read once per process (this runs on every xFilter)
         static FORCED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let forced = FORCED.get_or_init(|| std::env::var("SHARDVT_PARALLEL").map(|v| v.trim().to_string()).unwrap_or_default());
-        if forced == "0" || (forced != "1" && (!filtered_scan || shards.len() > MAX_AUTO_SCAN_THREADS)) {
+        let auto = match kind {
+            ScanKind::Filtered => true,
+            ScanKind::Full => cores() >= 2,
+            ScanKind::Other => false,
+        };
+        if forced == "0" || (forced != "1" && (!auto || shards.len() > MAX_AUTO_SCAN_THREADS)) {
             return false;
         }
         let min = std::env::var("SHARDVT_PARALLEL_MIN_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(PARALLEL_MIN_BYTES);
@@ -1169,6 +1203,7 @@ impl VTab for ShardedTable {
             joined: false,
             unique_groups: Vec::new(),
             reader_pool: Default::default(),
+            stream_pool: crate::shard::scan::ReaderPool::unmapped(),
             outbox,
         };
         let mut t = t;
@@ -1240,6 +1275,7 @@ impl VTab for ShardedTable {
         // Nothing may write to these files after this point (see Drop).
         self.block = (0, 0);
         self.reader_pool.clear();
+        self.stream_pool.clear();
         self.cut = Some(None); // unmap commits.shm, and never map it again (the file goes below)
         let meta_files = [
             crate::shard::catalog::CATALOG_FILE.to_string(),
@@ -1542,6 +1578,7 @@ impl VTab for ShardedTable {
             self.conns.clear();
             self.close_pins();
             self.reader_pool.clear();
+            self.stream_pool.clear();
             let old_dir = self.catalog.dir.clone();
             let cfg = (*self.cfg).clone();
             // Close the catalog before moving its folder, then reopen it at the new place.
