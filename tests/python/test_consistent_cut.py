@@ -62,8 +62,8 @@ else:
 """
 
 
-def run(so_path, tmp, env, seconds=3.0):
-    db = str(tmp / "cut.db")
+def run(so_path, tmp, env, seconds=3.0, name="cut.db"):
+    db = str(tmp / name)
     args = [sys.executable, "-c", SCRIPT, str(so_path), db]
     out = subprocess.run(args + ["setup", "0"], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
@@ -80,3 +80,12 @@ def test_scans_concurrent_with_moves_see_each_row_once(so_path, tmp):
     moves, scans, bad = run(so_path, tmp, dict(os.environ))
     assert moves > 100 and scans > 50, (moves, scans)
     assert bad == 0, f"{bad} of {scans} scans saw a moved row twice or not at all ({moves} moves)"
+
+
+def test_parallel_scans_take_the_cut_too(so_path, tmp):
+    # the same with every scan on worker threads (one and two workers for four shards)
+    for workers in ["1", "2"]:
+        env = dict(os.environ, SHARDVT_PARALLEL="1", SHARDVT_PARALLEL_MIN_BYTES="0", SHARDVT_SCAN_WORKERS=workers)
+        moves, scans, bad = run(so_path, tmp, env, seconds=2.0, name=f"cutp{workers}.db")
+        assert moves > 100 and scans > 30, (moves, scans)
+        assert bad == 0, f"{workers} worker(s): {bad} of {scans} parallel scans saw a moved row twice or not at all ({moves} moves)"
