@@ -315,8 +315,10 @@ pub fn start(pool: &ReaderPool, paths: Vec<PathBuf>, sql: &str, binds: &[Value],
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&pool, &mut jobs, &sql, &binds, &recycled)));
             for j in &mut jobs {
                 if r.is_err() {
+                    // a stream must never just end early: its cursor would see a short result.
+                    // Blocks while the channel is full (the cursor drains it or drops it).
                     if let Some(tx) = &j.tx {
-                        let _ = tx.try_send(Err(Error::internal("sharded: a scan worker panicked")));
+                        let _ = tx.send(Err(Error::internal("sharded: a scan worker panicked")));
                     }
                 }
                 j.finish(&pool);
