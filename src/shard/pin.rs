@@ -37,6 +37,14 @@
 //! while the host's statements run (they are stepped outside `state`'s mutex, which only
 //! guards the short accesses: taking and giving statements, beginning and ending the pin).
 //!
+//! MAPPED READS. A pinned connection maps its shard file (`PRAGMA mmap_size`,
+//! [`PIN_MMAP_BYTES`]): a page missing from its page cache is then read from the OS page cache
+//! in place instead of through a `pread` copy. Point lookups (`WHERE k = ?`, about ten rows at
+//! random places of the table) went from about 19.6 to 15.4 µs here. SQLite's own caveats of
+//! memory-mapped I/O apply (an I/O error on a mapped page is a signal, not an error code; touched
+//! mapped pages count in the process's RSS as file-backed, reclaimable memory). The shards' own
+//! (write) connections and the full-scan workers do not map.
+//!
 //! `SHARDVT_PIN=0` in the environment turns pinning off (every statement then reads through
 //! the shard's own connection, as before); so does a host SQLite built without thread safety.
 
@@ -47,6 +55,9 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 
 use super::conn::ShardConn;
+
+/// `PRAGMA mmap_size` of a pinned connection (see MAPPED READS).
+pub const PIN_MMAP_BYTES: u64 = 256 << 20;
 
 /// A pin unused this long is ended by the reaper (`SHARDVT_PIN_IDLE_US` overrides it, for tests).
 pub const IDLE_US: u64 = 1000;

@@ -282,7 +282,10 @@ impl ShardedTable {
         // the shard's own connection first: a shard that was read can then be written even if
         // its folder turned read-only since (opening a connection there can fail)
         self.conn(id)?;
-        let p = crate::shard::pin::Pinned::new(self.open_shard(id)?);
+        let conn = self.open_shard(id)?;
+        // Pinned connections only read: they map the shard file (`shard::pin`, MAPPED READS)
+        conn.conn.exec(&format!("PRAGMA mmap_size={}", crate::shard::pin::PIN_MMAP_BYTES))?;
+        let p = crate::shard::pin::Pinned::new(conn);
         self.pins.insert(id, p.clone());
         Ok(Some(p))
     }
