@@ -335,6 +335,10 @@ pub struct Connection {
     pub(super) wal_observer: Option<Box<Box<dyn super::walhook::WalObserver>>>,
     /// State of the busy handler (`busy_timeout`); unregistered before the handle is closed.
     busy: Box<BusyState>,
+    /// The main database's `sqlite3_file` once looked up (`main_file`): SQLite allocates it
+    /// with the connection and keeps it until close, so it is asked for once, not on every
+    /// WAL-index read (a pinned statement reads the header per shard per statement).
+    main_fd: std::cell::Cell<*mut sys::sqlite3_file>,
 }
 
 /// A lock held by another connection: wait in short, growing steps (`shard::busy_step`: 20 µs
@@ -413,7 +417,7 @@ impl Connection {
         });
         // SAFETY: live handle; the box is kept in the Connection and outlives the registration.
         unsafe { call!(busy_handler(db, Some(x_busy), &*busy as *const BusyState as *mut c_void)) };
-        Ok(Connection { db, path: path.to_string(), wal_observer: None, busy })
+        Ok(Connection { db, path: path.to_string(), wal_observer: None, busy, main_fd: std::cell::Cell::new(ptr::null_mut()) })
     }
     /// The raw handle, for the other FFI modules (`walhook`).
     pub(super) fn handle(&self) -> *mut sys::sqlite3 {
@@ -488,6 +492,10 @@ impl Connection {
 
     /// The main database's open `sqlite3_file` (SQLITE_FCNTL_FILE_POINTER); None if none.
     fn main_file(&self) -> Option<*mut sys::sqlite3_file> {
+        let cached = self.main_fd.get();
+        if !cached.is_null() {
+            return Some(cached);
+        }
         let mut f: *mut sys::sqlite3_file = ptr::null_mut();
         // SAFETY: live handle; FILE_POINTER writes the main database's sqlite3_file*.
         let rc = unsafe {
@@ -498,7 +506,13 @@ impl Connection {
                 &mut f as *mut *mut sys::sqlite3_file as *mut c_void
             ))
         };
-        (rc == sys::SQLITE_OK && !f.is_null()).then_some(f)
+        // SAFETY: f, when non-null, is the connection's live sqlite3_file; an unopened one has
+        // no methods (then it is not cached: it may be opened later).
+        let ok = rc == sys::SQLITE_OK && !f.is_null() && unsafe { !(*f).pMethods.is_null() };
+        if ok {
+            self.main_fd.set(f);
+        }
+        ok.then_some(f)
     }
 
     /// N native-endian words of `-shm` region 0 from word `at` (at + N <= 32: inside the

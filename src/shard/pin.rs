@@ -119,7 +119,9 @@ impl Pinned {
     /// Host thread, before a statement: claims the connection and, as its first user, makes
     /// the open snapshot the newest one (see the file header). The claim ends when the
     /// returned guard is dropped: after the statement was reset (given back or finalized).
-    pub fn enter(self: &Arc<Self>) -> Result<Claim> {
+    /// `f` runs on the connection under the same lock (a statement taken from its cache: one
+    /// lock per shard per statement instead of two).
+    pub fn enter_with<R>(self: &Arc<Self>, f: impl FnOnce(&mut ShardConn) -> Result<R>) -> Result<(Claim, R)> {
         let first = loop {
             let n = self.users.load(Ordering::Acquire);
             if n == RELEASING {
@@ -131,14 +133,15 @@ impl Pinned {
             }
         };
         let claim = Claim(self.clone());
-        if !first {
-            return Ok(claim);
-        }
         let mut guard = self.lock();
         let st = &mut *guard;
+        if !first {
+            return f(&mut st.conn).map(|r| (claim, r));
+        }
         let now = st.conn.conn.wal_index_header().filter(|h| h[0] != 0);
         if st.header.is_some() && st.header == now && st.conn.conn.in_transaction() {
-            return Ok(claim); // nothing committed since the snapshot was taken
+            // nothing committed since the snapshot was taken
+            return f(&mut st.conn).map(|r| (claim, r));
         }
         let r = (|| {
             if st.conn.conn.in_transaction() {
@@ -159,8 +162,9 @@ impl Pinned {
             }
             Ok(())
         })();
+        let r = r.and_then(|_| f(&mut st.conn));
         drop(guard);
-        r.map(|_| claim)
+        r.map(|r| (claim, r))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -183,7 +187,7 @@ impl Pinned {
         {
             return true;
         }
-        // users == RELEASING: the host waits in `enter` until we are done
+        // users == RELEASING: the host waits in `enter_with` until we are done
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.conn.conn.in_transaction() {
@@ -218,7 +222,7 @@ impl Pinned {
     }
 }
 
-/// A host statement's claim on a [`Pinned`] connection (from `enter`); dropping it ends the
+/// A host statement's claim on a [`Pinned`] connection (from `enter_with`); dropping it ends the
 /// claim. Drop it only after the statement is reset or finalized.
 pub struct Claim(Arc<Pinned>);
 
@@ -226,6 +230,12 @@ impl Claim {
     /// Runs `f` on the claimed connection.
     pub fn with<R>(&self, f: impl FnOnce(&mut ShardConn) -> R) -> R {
         f(&mut self.0.lock().conn)
+    }
+
+    /// Runs `f` on the connection, then ends the claim (a finished statement given back to the
+    /// cache, under one lock).
+    pub fn finish(self, f: impl FnOnce(&mut ShardConn)) {
+        self.with(f);
     }
 }
 

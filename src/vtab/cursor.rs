@@ -140,7 +140,7 @@ struct Source {
 /// read connection, whose claim then ends; None: the shard's own connection).
 fn give_back(t: &mut ShardedTable, shard: ShardId, pin: Option<Claim>, sql: &str, stmt: Statement) {
     match pin {
-        Some(claim) => claim.with(|c| c.give_bound(sql, stmt)),
+        Some(claim) => claim.finish(|c| c.give_bound(sql, stmt)),
         None => {
             if let Ok(c) = t.conn(shard) {
                 c.give_bound(sql, stmt);
@@ -307,13 +307,12 @@ impl ShardedCursor {
         let use_pins = shards.len() <= MAX_PINNED_SHARDS;
         for &id in shards {
             // outside a write transaction: the shard's pinned read connection (`shard::pin`)
-            let pin = match if use_pins { t.pinned(id)? } else { None } {
-                Some(p) => Some(p.enter()?),
-                None => None,
-            };
-            let mut st = match &pin {
-                Some(claim) => claim.with(|c| c.take(sql))?,
-                None => t.conn(id)?.take(sql)?,
+            let (pin, mut st) = match if use_pins { t.pinned(id)? } else { None } {
+                Some(p) => {
+                    let (claim, st) = p.enter_with(|c| c.take(sql))?;
+                    (Some(claim), st)
+                }
+                None => (None, t.conn(id)?.take(sql)?),
             };
             let has = st.bind_memo(all_binds).and_then(|_| st.step());
             match has {

@@ -101,7 +101,9 @@ pub struct ShardedTable {
     conns: BTreeMap<ShardId, ShardConn>,
     /// read connections with pinned snapshots, for reads outside a write transaction
     /// (`shard::pin`)
-    pins: HashMap<ShardId, std::sync::Arc<crate::shard::pin::Pinned>>,
+    /// pinned read connections (`shard::pin`), looked up per shard per statement: keyed by
+    /// the shard id's integer with an identity hash
+    pins: HashMap<ShardId, std::sync::Arc<crate::shard::pin::Pinned>, std::hash::BuildHasherDefault<crate::routing::IdHasher>>,
     in_txn: bool,
     sp_depth: u32,
     pub(crate) rowid_memo: HashMap<i64, ShardId>,
@@ -272,12 +274,12 @@ impl ShardedTable {
         self.cut()
     }
 
-    pub(crate) fn pinned(&mut self, id: ShardId) -> Result<Option<std::sync::Arc<crate::shard::pin::Pinned>>> {
+    pub(crate) fn pinned(&mut self, id: ShardId) -> Result<Option<&std::sync::Arc<crate::shard::pin::Pinned>>> {
         if self.in_txn || !crate::shard::pin::enabled() {
             return Ok(None);
         }
-        if let Some(p) = self.pins.get(&id) {
-            return Ok(Some(p.clone()));
+        if self.pins.contains_key(&id) {
+            return Ok(self.pins.get(&id));
         }
         // the shard's own connection first: a shard that was read can then be written even if
         // its folder turned read-only since (opening a connection there can fail)
@@ -286,8 +288,7 @@ impl ShardedTable {
         // Pinned connections only read: they map the shard file (`shard::pin`, MAPPED READS)
         conn.conn.exec(&format!("PRAGMA mmap_size={}", crate::shard::pin::PIN_MMAP_BYTES))?;
         let p = crate::shard::pin::Pinned::new(conn);
-        self.pins.insert(id, p.clone());
-        Ok(Some(p))
+        Ok(Some(self.pins.entry(id).or_insert(p)))
     }
 
     /// Closes the pinned read connections (before the table's files are moved or removed).
@@ -1184,7 +1185,7 @@ impl VTab for ShardedTable {
             catalog,
             default_dir,
             conns: BTreeMap::new(),
-            pins: HashMap::new(),
+            pins: HashMap::default(),
             cut: None,
             in_txn: false,
             sp_depth: 0,
