@@ -347,6 +347,8 @@ pub struct Connection {
 struct BusyState {
     timeout_ms: std::cell::Cell<i32>,
     start: std::cell::Cell<std::time::Instant>,
+    /// the connection's main database file (see the gate in `x_busy`)
+    path: String,
 }
 
 unsafe extern "C" fn x_busy(arg: *mut c_void, count: c_int) -> c_int {
@@ -366,6 +368,11 @@ unsafe extern "C" fn x_busy(arg: *mut c_void, count: c_int) -> c_int {
         let waited = now.duration_since(st.start.get());
         if waited >= limit {
             return 0;
+        }
+        // The lock may be held by this process's WAL manager (a TRUNCATE or a background tail,
+        // `wal::runner`): wait for exactly that instead of sleeping in steps.
+        if crate::wal::wait_at_gate(&st.path) {
+            return 1;
         }
         std::thread::sleep(crate::shard::busy_step(count as u32).min(limit - waited));
         1
@@ -414,6 +421,7 @@ impl Connection {
         let busy = Box::new(BusyState {
             timeout_ms: std::cell::Cell::new(0),
             start: std::cell::Cell::new(std::time::Instant::now()),
+            path: path.to_string(),
         });
         // SAFETY: live handle; the box is kept in the Connection and outlives the registration.
         unsafe { call!(busy_handler(db, Some(x_busy), &*busy as *const BusyState as *mut c_void)) };

@@ -34,6 +34,9 @@ pub trait WalObserver: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointMode {
     Passive,
+    /// Takes the WAL's write lock if it is free (else works as PASSIVE), copies every frame no
+    /// reader needs, and reports SQLITE_BUSY if it did not reach the WAL's end.
+    Full,
     Truncate,
 }
 
@@ -70,6 +73,7 @@ impl WalConn<'_> {
 unsafe fn checkpoint_raw(db: *mut sys::sqlite3, schema: *const c_char, mode: CheckpointMode) -> CheckpointResult {
     let m = match mode {
         CheckpointMode::Passive => sys::SQLITE_CHECKPOINT_PASSIVE,
+        CheckpointMode::Full => sys::SQLITE_CHECKPOINT_FULL,
         CheckpointMode::Truncate => sys::SQLITE_CHECKPOINT_TRUNCATE,
     };
     let (mut log, mut ckpt): (c_int, c_int) = (-1, -1);

@@ -14,13 +14,19 @@
 //!   checkpoint that reaches the WAL's end, so otherwise the writer's tail below would pay for
 //!   the writeback of every page the drains copied);
 //! - once the WAL has passed 1000 frames (stock SQLite's threshold) and the drains have left a
-//!   small tail, the writer's hook copies the tail itself (a tiny PASSIVE checkpoint right after
-//!   its commit), so its next transaction starts with the WAL fully backfilled and SQLite rewinds
-//!   the WAL to its beginning; at 1200 frames it copies whatever is left, however large (a
-//!   background that cannot keep up must not let the WAL grow);
+//!   small tail, the tail is copied so that the writer's next transaction starts with the WAL
+//!   fully backfilled and SQLite rewinds the WAL to its beginning. On shard files the background
+//!   thread does it: it drains and syncs once more, then runs a FULL checkpoint, which holds the
+//!   WAL's write lock while it copies the last frames and SQLite syncs both files; writers of
+//!   this process wait for it at the gate ([`before_write`], and the busy handler), so a writer
+//!   whose commits on the shard are further apart than the tail lasts never waits. On a host
+//!   database under the manager (whose writers do not pass the gate) the writer's hook copies
+//!   the tail right after its commit (a tiny PASSIVE checkpoint). At 1200 frames the writer
+//!   copies whatever is left, however large (a background that cannot keep up must not let the
+//!   WAL grow);
 //! - a shard with no commit for 150 ms gets `TRUNCATE`d: its `-wal` file becomes 0 bytes;
-//!   writers of this process that start a transaction meanwhile wait for it in-process
-//!   ([`before_write`]) instead of polling SQLite's lock;
+//!   writers of this process that start a transaction meanwhile wait for it at the same gate
+//!   instead of polling SQLite's lock;
 //! - if the WAL still reaches 8000 frames (the thread cannot keep up), the committing thread
 //!   checkpoints inline, as stock SQLite does.
 //!
@@ -33,8 +39,10 @@
 //! (`SQLITE_THREADSAFE=0`) always gets `stock`.
 //!
 //! `shardvt_wal_stats()` ([`stats_json`]) reports, per shard file with a hooked connection: WAL
-//! bytes, frames, frames a reader keeps from being checkpointed, checkpoints by kind, rewinds,
-//! busy retries, the time of the last checkpoint. A shard whose WAL holds 4000+ frames that a
+//! bytes, frames, frames a reader keeps from being checkpointed, checkpoints by kind (tails run
+//! by the background also counted as `background_tails`), writer waits at the gate, the writer's
+//! time in checkpoints (inline ones and gate waits), rewinds, busy retries, the time of the last
+//! checkpoint. A shard whose WAL holds 4000+ frames that a
 //! reader pins gets a `sqlite3_log` warning (SQLITE_WARNING), at most every 10 s.
 //!
 //! Files: the thread opens shard files with READWRITE only (never CREATE) and closes a shard's
@@ -102,9 +110,16 @@ pub fn manage(conn: &mut Connection) {
 }
 
 /// Called before a shard connection begins a write transaction: waits while this process's
-/// manager is truncating that shard's WAL (a few ms), so the writer does not poll SQLite's lock.
+/// manager holds that shard's WAL write lock (a TRUNCATE, or the background tail that lets the
+/// next transaction rewind the WAL), so the writer does not poll SQLite's lock.
 pub fn before_write(path: &str) {
-    runner::wait_for_truncate(path);
+    runner::wait_at_gate(path);
+}
+
+/// A connection to `path` met SQLITE_BUSY: if this process's manager holds that WAL's write
+/// lock right now, waits until it lets go and returns true (retry at once), else false.
+pub fn wait_at_gate(path: &str) -> bool {
+    runner::wait_at_gate(path)
 }
 
 /// `shardvt_wal_stats([filter])`: JSON array, one object per managed shard file whose path

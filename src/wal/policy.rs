@@ -32,10 +32,18 @@
 //!    does not turn every commit into a futile checkpoint).
 //! 3. frames >= `threshold`, a drain happened in this WAL generation and at most `tail` frames are
 //!    left (more once the WAL is past `threshold`: `Config::tail_limit`), or in any case once it
-//!    holds `force_tail` (1.2 × threshold) frames: inline tail checkpoint (again at most once per
+//!    holds `force_tail` (1.2 × threshold) frames: tail checkpoint (again at most once per
 //!    `threshold` frames if the following transaction could not rewind, e.g. because a reader
 //!    holds an old snapshot). The forced tail bounds the WAL when the background lags (a writer
 //!    faster than the copying): it may copy a few hundred frames, still less than stock's 1000.
+//!    Where writers wait at the manager's gate before each write transaction (`gated`: shard
+//!    connections), the small tail is a background job instead ([`Job::Tail`]): a FULL
+//!    checkpoint, which holds the WAL's write lock while it copies the last frames and SQLite
+//!    syncs the WAL and the database file, so no commit can slip in and the next transaction
+//!    rewinds. A writer that arrives meanwhile waits at the gate (counted as writer time); one
+//!    whose commits come less often than a tail lasts never waits. If the FULL checkpoint cannot
+//!    take the write lock it copies what it can like a PASSIVE one and is retried; the forced
+//!    tail stays in the writer.
 //! 4. frames >= `drain_at` (half the threshold) and more than `drain_chunk` (a quarter) frames not
 //!    yet copied, or frames >= `threshold` and more than `tail` not copied: ask the background for
 //!    a drain. Starting early lets the drains catch up with the writer by the time the WAL reaches
@@ -166,6 +174,9 @@ pub enum HookAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     Drain,
+    /// Copy the last frames with the WAL's write lock held (a FULL checkpoint, writers of this
+    /// process waiting at the gate): the writer's next transaction then rewinds the WAL.
+    Tail,
     Truncate,
     Close,
 }
@@ -181,8 +192,12 @@ pub struct Counters {
     pub rewinds: u64,
     pub busy_retries: u64,
     pub pin_warnings: u64,
-    /// Time the committing threads spent in tail and inline checkpoints (µs): the writer's cost.
+    /// Time the committing threads spent in tail and inline checkpoints, and waiting at the gate
+    /// of a background tail or truncate (µs): the writer's cost.
     pub writer_ckpt_us: u64,
+    /// Tails the background ran (also counted in `tail`), and writer waits at the gate.
+    pub background_tail: u64,
+    pub gate_waits: u64,
     pub writer_ckpt_max_us: u64,
     /// Wall-clock time (unix ms) of the last checkpoint that ran, any kind.
     pub last_checkpoint_unix_ms: Option<u64>,
@@ -208,8 +223,16 @@ pub struct ShardWal {
     /// No background job before this time (back-off after BUSY / no progress).
     pub retry_at_ms: u64,
     pub backoff_ms: u64,
-    /// `frames` when the last inline tail / saturation checkpoint ran in this WAL generation.
+    /// `frames` when the last tail (inline or background) / saturation checkpoint ran in this
+    /// WAL generation.
     pub tail_at: Option<u32>,
+    /// Writers of this file in this process wait at the manager's gate before each write
+    /// transaction (shard connections do; a host database put under the manager does not), so
+    /// the background may hold the WAL's write lock: the small tail is then copied by the
+    /// background ([`Job::Tail`]) instead of by the writer.
+    pub gated: bool,
+    /// A background tail is wanted (set by `on_commit`, cleared when one ran).
+    pub tail_wanted: bool,
     pub saturated_at: Option<u32>,
     /// The background thread holds a connection to this shard, last used at `used_ms`.
     pub has_conn: bool,
@@ -242,6 +265,7 @@ impl ShardWal {
             self.pinned = 0;
             self.pinned_since_ms = None;
             self.tail_at = None;
+            self.tail_wanted = false;
             self.saturated_at = None;
         }
         // the background only knows of a dirty shard that a managed commit woke it for
@@ -266,6 +290,12 @@ impl ShardWal {
         let small_tail = frames >= cfg.threshold && self.backfilled > 0 && self.backlog() <= cfg.tail_limit(frames);
         let forced = frames >= cfg.threshold && frames >= cfg.force_tail;
         if (small_tail || forced) && once_per_threshold(self.tail_at) {
+            if self.gated && !forced {
+                // the background copies the tail while holding the write lock (`Job::Tail`)
+                let first = !self.tail_wanted;
+                self.tail_wanted = true;
+                return if first || was_clean { HookAction::Wake } else { HookAction::Nothing };
+            }
             self.wake_after_inline = was_clean;
             return HookAction::Tail;
         }
@@ -410,6 +440,37 @@ impl ShardWal {
         None
     }
 
+    /// A background tail ([`Job::Tail`]) returned. (Writers that waited for it at the gate
+    /// report that through [`Self::note_gate_wait`].)
+    pub fn after_tail(&mut self, cfg: &Config, outcome: Outcome, rewinds_before: u64, now_ms: u64, unix_ms: u64) {
+        self.used_ms = now_ms;
+        match outcome {
+            Outcome::Done { log, ckpt } => {
+                self.counters.tail += 1;
+                self.counters.background_tail += 1;
+                self.note_copied(log, ckpt, rewinds_before, unix_ms);
+                self.tail_at = Some(self.frames);
+                self.tail_wanted = false;
+                self.queued = false;
+                self.clear_back_off();
+            }
+            Outcome::Busy => {
+                // FULL became PASSIVE (a writer held the lock) and could not reach the end, or
+                // a reader holds frames: look again soon; the forced tail bounds the WAL anyway
+                self.counters.busy_retries += 1;
+                self.back_off_from(cfg.busy_drain_retry_ms, cfg, now_ms);
+            }
+            Outcome::Failed => self.back_off(cfg, now_ms),
+        }
+    }
+
+    /// Writers of this process waited `us` at the gate of a background tail or truncate.
+    pub fn note_gate_wait(&mut self, us: u64) {
+        self.counters.gate_waits += 1;
+        self.counters.writer_ckpt_us += us;
+        self.counters.writer_ckpt_max_us = self.counters.writer_ckpt_max_us.max(us);
+    }
+
     /// A background TRUNCATE returned; `commits_before` is `counters.commits` when it started
     /// (a commit during the checkpoint means the WAL is not empty any more).
     pub fn after_truncate(&mut self, cfg: &Config, outcome: Outcome, commits_before: u64, now_ms: u64, unix_ms: u64) {
@@ -425,6 +486,7 @@ impl ShardWal {
                     self.pinned = 0;
                     self.pinned_since_ms = None;
                     self.tail_at = None;
+                    self.tail_wanted = false;
                     self.saturated_at = None;
                     self.dirty = false;
                     self.queued = false;
@@ -467,6 +529,12 @@ impl ShardWal {
     /// The work this shard wants now, or the time it will want some (ms), or neither.
     fn wants(&self, cfg: &Config, now_ms: u64) -> (Option<Job>, Option<u64>) {
         let ready = self.retry_at_ms <= now_ms;
+        if self.tail_wanted {
+            if ready {
+                return (Some(Job::Tail), None);
+            }
+            return (None, Some(self.retry_at_ms));
+        }
         if self.queued {
             if ready {
                 return (Some(Job::Drain), None);
@@ -492,6 +560,7 @@ pub fn next_job(cfg: &Config, mode: Mode, shards: &[ShardWal], now_ms: u64) -> (
     let mut wake: Option<u64> = None;
     let rank = |s: &ShardWal, j: Job| -> (u8, u64) {
         match j {
+            Job::Tail => (4, s.backlog() as u64),
             Job::Drain => (3, s.backlog() as u64),
             Job::Truncate => (2, u64::MAX - s.last_commit_ms.unwrap_or(0)),
             Job::Close => (1, 0),
@@ -659,6 +728,56 @@ mod tests {
         // the next transaction restarted the WAL
         assert_eq!(s.on_commit(&c, Mode::Managed, 3, 5), HookAction::Nothing);
         assert_eq!((s.counters.rewinds, s.backfilled, s.tail_at), (1, 0, None));
+    }
+
+    #[test]
+    fn gated_shard_gets_its_tail_from_the_background() {
+        let c = cfg();
+        let mut s = ShardWal { gated: true, ..ShardWal::default() };
+        commits(&mut s, &c, [500, 1001], 0);
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 1).0, Some((0, Job::Drain)));
+        s.on_commit(&c, Mode::Managed, 1041, 2);
+        s.after_drain(&c, Outcome::Done { log: 1001, ckpt: 1001 }, 0, 3, 99);
+        // small tail: not in the writer, a background job (woken once)
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1044, 4), HookAction::Wake);
+        assert!(s.tail_wanted);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1047, 4), HookAction::Nothing);
+        // the tail goes before any other shard's drain, however large its backlog
+        let other = ShardWal { queued: true, frames: 5000, ..ShardWal::default() };
+        assert_eq!(next_job(&c, Mode::Managed, &[other, s], 5).0, Some((1, Job::Tail)));
+        s.after_tail(&c, Outcome::Done { log: 1047, ckpt: 1047 }, 0, 6, 120);
+        assert_eq!((s.counters.tail, s.counters.background_tail, s.tail_wanted), (1, 1, false));
+        assert_eq!((s.backfilled, s.tail_at, s.counters.writer_ckpt_us), (1047, Some(1047), 0));
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 7).0, None);
+        // the writer's next transaction rewound the WAL
+        assert_eq!(s.on_commit(&c, Mode::Managed, 3, 8), HookAction::Nothing);
+        assert_eq!((s.counters.rewinds, s.backfilled, s.tail_at), (1, 0, None));
+        // a writer that waited at the gate pays for it in writer time
+        s.note_gate_wait(250);
+        s.note_gate_wait(100);
+        assert_eq!((s.counters.gate_waits, s.counters.writer_ckpt_us, s.counters.writer_ckpt_max_us), (2, 350, 250));
+    }
+
+    #[test]
+    fn gated_tail_that_meets_a_writer_is_retried_and_the_forced_tail_stays_inline() {
+        let c = cfg();
+        let mut s = ShardWal { gated: true, ..ShardWal::default() };
+        commits(&mut s, &c, [500, 1001], 0);
+        s.after_drain(&c, Outcome::Done { log: 1001, ckpt: 1001 }, 0, 1, 0);
+        assert_eq!(s.on_commit(&c, Mode::Managed, 1010, 2), HookAction::Wake);
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 2).0, Some((0, Job::Tail)));
+        // FULL could not take the write lock and stopped short: retried after a short back-off
+        s.after_tail(&c, Outcome::Busy, 0, 3, 0);
+        assert!(s.tail_wanted);
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 3), (None, Some(3 + c.busy_drain_retry_ms)));
+        assert_eq!(next_job(&c, Mode::Managed, &[s], 3 + c.busy_drain_retry_ms).0, Some((0, Job::Tail)));
+        // the background still lags at force_tail: the writer copies the rest itself
+        assert_eq!(s.on_commit(&c, Mode::Managed, c.force_tail, 4), HookAction::Tail);
+        // an ungated file (a host database) keeps the small tail in the writer
+        let mut h = ShardWal::default();
+        commits(&mut h, &c, [500, 1001], 0);
+        h.after_drain(&c, Outcome::Done { log: 1001, ckpt: 1001 }, 0, 1, 0);
+        assert_eq!(h.on_commit(&c, Mode::Managed, 1010, 2), HookAction::Tail);
     }
 
     #[test]

@@ -42,7 +42,9 @@ struct Slot {
     regs: AtomicUsize,
     state: Mutex<ShardWal>,
     conn: Mutex<ConnCell>,
-    truncating: Mutex<()>,
+    /// held while the manager's connection holds the WAL's write lock (a TRUNCATE or a
+    /// background tail): writers of this process wait here (`wait_at_gate`)
+    gate: Mutex<()>,
     /// pages copied into the database file by drains that SQLite did not sync (checkpoint
     /// thread only; see `policy::sync_after_drain`)
     unsynced: std::sync::atomic::AtomicBool,
@@ -58,8 +60,9 @@ struct Manager {
 static MANAGER: Manager =
     Manager { slots: Mutex::new(Vec::new()), wake: Mutex::new(false), cv: Condvar::new(), started: Once::new() };
 
-/// Number of TRUNCATE checkpoints running now (fast path of `wait_for_truncate`).
-static TRUNCATING: AtomicUsize = AtomicUsize::new(0);
+/// Number of gated checkpoints (TRUNCATE, background tail) running now (fast path of
+/// `wait_at_gate`).
+static GATED: AtomicUsize = AtomicUsize::new(0);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -147,10 +150,11 @@ pub fn manage_host(db: HostDb, schema: &str, path: &str) -> crate::error::Result
         if l.iter().any(|(s, _)| s == schema) {
             return Ok(false);
         }
-        l.push((schema.to_string(), register(path)));
+        l.push((schema.to_string(), register(path, false)));
         return Ok(true);
     }
-    let list = Arc::new(Mutex::new(vec![(schema.to_string(), register(path))]));
+    // the host's own writers do not wait at the gate: its tails stay in the writer's hook
+    let list = Arc::new(Mutex::new(vec![(schema.to_string(), register(path, false))]));
     lock(&HOSTS).push((db.0, list.clone()));
     // on failure the hook box is dropped (by SQLite's xDestroy), which undoes the registration
     walhook::install_on_host(db, Box::new(HostHook { db: db.0, slots: list }))?;
@@ -209,11 +213,13 @@ impl Drop for ShardHook {
 
 /// Installs the WAL hook on `conn` and joins its file to the manager.
 pub fn attach(conn: &mut Connection) {
-    let slot = register(conn.path());
+    // shard connections wait at the gate before each write transaction (`wal::before_write`)
+    let slot = register(conn.path(), true);
     walhook::install(conn, Box::new(ShardHook { slot }));
 }
 
-fn register(path: &str) -> Arc<Slot> {
+/// `gated`: every writer of this registration waits at the gate before a write transaction.
+fn register(path: &str, gated: bool) -> Arc<Slot> {
     MANAGER.started.call_once(|| {
         if let Err(e) = std::thread::Builder::new().name("shardvt-wal".into()).spawn(run) {
             log(
@@ -227,14 +233,17 @@ fn register(path: &str) -> Arc<Slot> {
     let mut slots = lock(&MANAGER.slots);
     if let Some(s) = slots.iter().find(|s| s.path == path) {
         s.regs.fetch_add(1, Ordering::Relaxed);
+        if !gated {
+            lock(&s.state).gated = false; // one ungated writer: tails stay inline
+        }
         return s.clone();
     }
     let s = Arc::new(Slot {
         path: path.to_string(),
         regs: AtomicUsize::new(1),
-        state: Mutex::new(ShardWal::default()),
+        state: Mutex::new(ShardWal { gated, ..ShardWal::default() }),
         conn: Mutex::new(ConnCell { conn: None, retired: false }),
-        truncating: Mutex::new(()),
+        gate: Mutex::new(()),
         unsynced: std::sync::atomic::AtomicBool::new(false),
     });
     slots.push(s.clone());
@@ -254,14 +263,30 @@ fn unregister(slot: &Arc<Slot>) {
     cell.conn = None;
 }
 
-pub fn wait_for_truncate(path: &str) {
-    if TRUNCATING.load(Ordering::Acquire) == 0 {
-        return;
+/// Before a write transaction on `path`: waits while this process's manager holds that WAL's
+/// write lock (a TRUNCATE or a background tail), and counts the wait as writer time.
+/// Returns whether it waited.
+pub fn wait_at_gate(path: &str) -> bool {
+    if GATED.load(Ordering::Acquire) == 0 {
+        return false;
     }
     let slot = lock(&MANAGER.slots).iter().find(|s| s.path == path).cloned();
     if let Some(s) = slot {
-        drop(lock(&s.truncating));
+        let waited = match s.gate.try_lock() {
+            Ok(_) => None,
+            Err(std::sync::TryLockError::Poisoned(_)) => None,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let t = Instant::now();
+                drop(lock(&s.gate));
+                Some(t.elapsed().as_micros() as u64)
+            }
+        };
+        if let Some(us) = waited {
+            lock(&s.state).note_gate_wait(us);
+            return true;
+        }
     }
+    false
 }
 
 /// Runs `f` on the slot's manager connection, opening it if needed (never creating the file).
@@ -328,14 +353,53 @@ fn execute(slot: &Slot, job: Job) {
                 log(28, &format!("sharded: shard file {}: {w}", slot.path)); // SQLITE_WARNING
             }
         }
+        Job::Tail => {
+            let rewinds = lock(&slot.state).counters.rewinds;
+            // First, outside the gate, copy what is there (PASSIVE: SQLite syncs the WAL before
+            // it copies) and sync the database file, so that what remains for the part under
+            // the gate is a few frames and two syncs with little to write: writers wait only
+            // for that.
+            let pre = with_conn(slot, |c| {
+                let r = walhook::checkpoint(c, CheckpointMode::Passive);
+                if r.rc == 0 && r.ckpt > 0 {
+                    if let Err(e) = c.sync_db_file() {
+                        slot.unsynced.store(true, Ordering::Release);
+                        log(e.code(), &format!("sharded: shard file {}: {e}", slot.path));
+                        return Outcome::Failed;
+                    }
+                    slot.unsynced.store(false, Ordering::Release);
+                }
+                outcome(r)
+            });
+            if pre == Outcome::Failed {
+                lock(&slot.state).after_tail(cfg, pre, rewinds, now_ms(), unix_ms());
+                return;
+            }
+            GATED.fetch_add(1, Ordering::AcqRel);
+            let r = {
+                let _gate = lock(&slot.gate);
+                with_conn(slot, |c| {
+                    let r = outcome(walhook::checkpoint(c, CheckpointMode::Full));
+                    if let Outcome::Done { log, ckpt } = r {
+                        if ckpt >= log {
+                            // it reached the WAL's end: SQLite synced the database file
+                            slot.unsynced.store(false, Ordering::Release);
+                        }
+                    }
+                    r
+                })
+            };
+            GATED.fetch_sub(1, Ordering::AcqRel);
+            lock(&slot.state).after_tail(cfg, r, rewinds, now_ms(), unix_ms());
+        }
         Job::Truncate => {
             let commits = lock(&slot.state).counters.commits;
-            TRUNCATING.fetch_add(1, Ordering::AcqRel);
+            GATED.fetch_add(1, Ordering::AcqRel);
             let r = {
-                let _gate = lock(&slot.truncating);
+                let _gate = lock(&slot.gate);
                 with_conn(slot, |c| outcome(walhook::checkpoint(c, CheckpointMode::Truncate)))
             };
-            TRUNCATING.fetch_sub(1, Ordering::AcqRel);
+            GATED.fetch_sub(1, Ordering::AcqRel);
             lock(&slot.state).after_truncate(cfg, r, commits, now_ms(), unix_ms());
         }
     }
@@ -375,7 +439,7 @@ pub fn stats_json(filter: Option<&str>) -> String {
         items.push(format!(
             "{{\"path\":{},\"wal_bytes\":{wal_bytes},\"frames\":{},\"backfilled\":{},\"unbackfillable_frames\":{},\
              \"connections\":{},\"commits\":{},\"checkpoints\":{{\"background\":{},\"tail\":{},\"inline\":{},\"truncate\":{}}},\
-             \"writer_checkpoint_us\":{},\"writer_checkpoint_max_us\":{},\"rewinds\":{},\"busy_retries\":{},\"pin_warnings\":{},\
+             \"background_tails\":{},\"gate_waits\":{},\"writer_checkpoint_us\":{},\"writer_checkpoint_max_us\":{},\"rewinds\":{},\"busy_retries\":{},\"pin_warnings\":{},\
              \"oldest_reader_ms\":{},\"throttled\":{},\"throttled_ms\":{},\"last_checkpoint_ms\":{}}}",
             json_str(&s.path),
             st.frames,
@@ -387,6 +451,8 @@ pub fn stats_json(filter: Option<&str>) -> String {
             c.tail,
             c.inline,
             c.truncate,
+            c.background_tail,
+            c.gate_waits,
             c.writer_ckpt_us,
             c.writer_ckpt_max_us,
             c.rewinds,
