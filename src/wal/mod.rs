@@ -19,7 +19,8 @@
 //!   thread does it: it drains and syncs once more, then runs a FULL checkpoint, which holds the
 //!   WAL's write lock while it copies the last frames and SQLite syncs both files; writers of
 //!   this process wait for it at the gate ([`before_write`], and the busy handler), so a writer
-//!   whose commits on the shard are further apart than the tail lasts never waits. On a host
+//!   whose commits on the shard are further apart than the tail lasts never waits (and one whose
+//!   commits are closer together copies the tail itself, as before: see `policy`). On a host
 //!   database under the manager (whose writers do not pass the gate) the writer's hook copies
 //!   the tail right after its commit (a tiny PASSIVE checkpoint). At 1200 frames the writer
 //!   copies whatever is left, however large (a background that cannot keep up must not let the

@@ -41,9 +41,12 @@
 //!    checkpoint, which holds the WAL's write lock while it copies the last frames and SQLite
 //!    syncs the WAL and the database file, so no commit can slip in and the next transaction
 //!    rewinds. A writer that arrives meanwhile waits at the gate (counted as writer time); one
-//!    whose commits come less often than a tail lasts never waits. If the FULL checkpoint cannot
-//!    take the write lock it copies what it can like a PASSIVE one and is retried; the forced
-//!    tail stays in the writer.
+//!    whose commits come less often than a tail lasts never waits. So the background tail is
+//!    chosen only while the shard's mean gap between commits in this WAL generation is longer
+//!    than the last tail took (`background_tail_pays`); otherwise (one file written fast, a slow
+//!    disk) the writer would wait for nearly the whole tail plus the hand-over, and copies it
+//!    itself. If the FULL checkpoint cannot take the write lock it copies what it can like a
+//!    PASSIVE one and is retried; the forced tail stays in the writer.
 //! 4. frames >= `drain_at` (half the threshold) and more than `drain_chunk` (a quarter) frames not
 //!    yet copied, or frames >= `threshold` and more than `tail` not copied: ask the background for
 //!    a drain. Starting early lets the drains catch up with the writer by the time the WAL reaches
@@ -233,6 +236,13 @@ pub struct ShardWal {
     pub gated: bool,
     /// A background tail is wanted (set by `on_commit`, cleared when one ran).
     pub tail_wanted: bool,
+    /// When this WAL generation began (its first commit) and commits since: the shard's mean
+    /// gap between commits.
+    pub cycle_start_ms: Option<u64>,
+    pub cycle_commits: u32,
+    /// How long the last tail took (µs; the background's FULL under the gate, or the writer's
+    /// inline tail): what a writer arriving during a background tail would wait. 0: unknown.
+    pub last_tail_us: u64,
     pub saturated_at: Option<u32>,
     /// The background thread holds a connection to this shard, last used at `used_ms`.
     pub has_conn: bool,
@@ -259,6 +269,11 @@ impl ShardWal {
     /// A commit left `frames` frames in the WAL (the WAL hook's argument).
     pub fn on_commit(&mut self, cfg: &Config, mode: Mode, frames: u32, now_ms: u64) -> HookAction {
         self.counters.commits += 1;
+        if frames < self.frames || self.cycle_start_ms.is_none() {
+            self.cycle_start_ms = Some(now_ms);
+            self.cycle_commits = 0;
+        }
+        self.cycle_commits = self.cycle_commits.saturating_add(1);
         if frames < self.frames {
             self.counters.rewinds += 1;
             self.backfilled = 0;
@@ -290,7 +305,7 @@ impl ShardWal {
         let small_tail = frames >= cfg.threshold && self.backfilled > 0 && self.backlog() <= cfg.tail_limit(frames);
         let forced = frames >= cfg.threshold && frames >= cfg.force_tail;
         if (small_tail || forced) && once_per_threshold(self.tail_at) {
-            if self.gated && !forced {
+            if self.gated && !forced && self.background_tail_pays(now_ms) {
                 // the background copies the tail while holding the write lock (`Job::Tail`)
                 let first = !self.tail_wanted;
                 self.tail_wanted = true;
@@ -316,6 +331,20 @@ impl ShardWal {
         }
     }
 
+    /// Whether a background tail is worth it here: the writer's commits on this file are on
+    /// average further apart than the last tail took (or that is not known yet), so the writer
+    /// will mostly not be waiting at the gate while it runs. Otherwise (one file written fast, or
+    /// a slow disk whose syncs make the tail long) the writer would wait for about the whole tail
+    /// anyway, plus the hand-over: it copies the tail itself, as on an ungated file.
+    pub fn background_tail_pays(&self, now_ms: u64) -> bool {
+        if self.last_tail_us == 0 {
+            return true;
+        }
+        let Some(start) = self.cycle_start_ms else { return true };
+        let gap_us = now_ms.saturating_sub(start).saturating_mul(1000) / u64::from(self.cycle_commits.max(1));
+        self.last_tail_us < gap_us
+    }
+
     /// Whether the background must be woken after the inline checkpoint `on_commit` chose
     /// (the shard became dirty without the background being told: its first commit, or the
     /// first one after commits in another mode); clears the flag.
@@ -338,6 +367,7 @@ impl ShardWal {
                     _ => {
                         self.counters.tail += 1;
                         self.tail_at = Some(self.frames);
+                        self.last_tail_us = took_us.max(1);
                     }
                 }
             }
@@ -442,10 +472,12 @@ impl ShardWal {
 
     /// A background tail ([`Job::Tail`]) returned. (Writers that waited for it at the gate
     /// report that through [`Self::note_gate_wait`].)
-    pub fn after_tail(&mut self, cfg: &Config, outcome: Outcome, rewinds_before: u64, now_ms: u64, unix_ms: u64) {
+    /// `gated_us`: how long it held the gate.
+    pub fn after_tail(&mut self, cfg: &Config, outcome: Outcome, rewinds_before: u64, gated_us: u64, now_ms: u64, unix_ms: u64) {
         self.used_ms = now_ms;
         match outcome {
             Outcome::Done { log, ckpt } => {
+                self.last_tail_us = gated_us.max(1);
                 self.counters.tail += 1;
                 self.counters.background_tail += 1;
                 self.note_copied(log, ckpt, rewinds_before, unix_ms);
@@ -745,7 +777,8 @@ mod tests {
         // the tail goes before any other shard's drain, however large its backlog
         let other = ShardWal { queued: true, frames: 5000, ..ShardWal::default() };
         assert_eq!(next_job(&c, Mode::Managed, &[other, s], 5).0, Some((1, Job::Tail)));
-        s.after_tail(&c, Outcome::Done { log: 1047, ckpt: 1047 }, 0, 6, 120);
+        s.after_tail(&c, Outcome::Done { log: 1047, ckpt: 1047 }, 0, 300, 6, 120);
+        assert_eq!(s.last_tail_us, 300);
         assert_eq!((s.counters.tail, s.counters.background_tail, s.tail_wanted), (1, 1, false));
         assert_eq!((s.backfilled, s.tail_at, s.counters.writer_ckpt_us), (1047, Some(1047), 0));
         assert_eq!(next_job(&c, Mode::Managed, &[s], 7).0, None);
@@ -767,7 +800,7 @@ mod tests {
         assert_eq!(s.on_commit(&c, Mode::Managed, 1010, 2), HookAction::Wake);
         assert_eq!(next_job(&c, Mode::Managed, &[s], 2).0, Some((0, Job::Tail)));
         // FULL could not take the write lock and stopped short: retried after a short back-off
-        s.after_tail(&c, Outcome::Busy, 0, 3, 0);
+        s.after_tail(&c, Outcome::Busy, 0, 0, 3, 0);
         assert!(s.tail_wanted);
         assert_eq!(next_job(&c, Mode::Managed, &[s], 3), (None, Some(3 + c.busy_drain_retry_ms)));
         assert_eq!(next_job(&c, Mode::Managed, &[s], 3 + c.busy_drain_retry_ms).0, Some((0, Job::Tail)));
@@ -778,6 +811,35 @@ mod tests {
         commits(&mut h, &c, [500, 1001], 0);
         h.after_drain(&c, Outcome::Done { log: 1001, ckpt: 1001 }, 0, 1, 0);
         assert_eq!(h.on_commit(&c, Mode::Managed, 1010, 2), HookAction::Tail);
+    }
+
+    #[test]
+    fn gated_shard_whose_writer_outpaces_the_tail_copies_it_inline() {
+        let c = cfg();
+        // a writer at about 10 commits per ms, with tails of 500 µs: it would wait at the gate
+        // for most of every background tail, so it copies the tail itself
+        let mut fast = ShardWal { gated: true, last_tail_us: 500, ..ShardWal::default() };
+        for (i, f) in (1..=1000u32).enumerate() {
+            fast.on_commit(&c, Mode::Managed, f, i as u64 / 10);
+        }
+        fast.after_drain(&c, Outcome::Done { log: 1000, ckpt: 1000 }, 0, 100, 0);
+        assert!(!fast.background_tail_pays(100));
+        assert_eq!(fast.on_commit(&c, Mode::Managed, 1003, 100), HookAction::Tail);
+        fast.after_inline(HookAction::Tail, Outcome::Done { log: 1003, ckpt: 1003 }, 0, 450, 0);
+        assert_eq!(fast.last_tail_us, 450);
+        // a writer at one commit per 2 ms on this shard: the background's tail is done long
+        // before its next commit
+        let mut slow = ShardWal { gated: true, last_tail_us: 500, ..ShardWal::default() };
+        for (i, f) in (1..=1000u32).enumerate() {
+            slow.on_commit(&c, Mode::Managed, f, 2 * i as u64);
+        }
+        slow.after_drain(&c, Outcome::Done { log: 1000, ckpt: 1000 }, 0, 2000, 0);
+        assert!(slow.background_tail_pays(2000));
+        assert_eq!(slow.on_commit(&c, Mode::Managed, 1003, 2000), HookAction::Wake);
+        assert!(slow.tail_wanted);
+        // the rate is measured per WAL generation: after the rewind it starts over
+        slow.on_commit(&c, Mode::Managed, 4, 2001);
+        assert_eq!((slow.cycle_start_ms, slow.cycle_commits), (Some(2001), 1));
     }
 
     #[test]

@@ -372,10 +372,11 @@ fn execute(slot: &Slot, job: Job) {
                 outcome(r)
             });
             if pre == Outcome::Failed {
-                lock(&slot.state).after_tail(cfg, pre, rewinds, now_ms(), unix_ms());
+                lock(&slot.state).after_tail(cfg, pre, rewinds, 0, now_ms(), unix_ms());
                 return;
             }
             GATED.fetch_add(1, Ordering::AcqRel);
+            let gated = Instant::now();
             let r = {
                 let _gate = lock(&slot.gate);
                 with_conn(slot, |c| {
@@ -390,7 +391,8 @@ fn execute(slot: &Slot, job: Job) {
                 })
             };
             GATED.fetch_sub(1, Ordering::AcqRel);
-            lock(&slot.state).after_tail(cfg, r, rewinds, now_ms(), unix_ms());
+            let gated_us = gated.elapsed().as_micros() as u64;
+            lock(&slot.state).after_tail(cfg, r, rewinds, gated_us, now_ms(), unix_ms());
         }
         Job::Truncate => {
             let commits = lock(&slot.state).counters.commits;
