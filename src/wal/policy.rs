@@ -512,6 +512,7 @@ impl ShardWal {
                 self.counters.truncate += 1;
                 self.counters.last_checkpoint_unix_ms = Some(unix_ms);
                 self.clear_back_off();
+                self.tail_wanted = false;
                 if self.counters.commits == commits_before {
                     self.frames = 0;
                     self.backfilled = 0;
@@ -561,7 +562,9 @@ impl ShardWal {
     /// The work this shard wants now, or the time it will want some (ms), or neither.
     fn wants(&self, cfg: &Config, now_ms: u64) -> (Option<Job>, Option<u64>) {
         let ready = self.retry_at_ms <= now_ms;
-        if self.tail_wanted {
+        // a shard idle long enough for its TRUNCATE gets that instead (it copies the tail too)
+        let idle = self.dirty && self.last_commit_ms.unwrap_or(0).saturating_add(cfg.idle_ms) <= now_ms;
+        if self.tail_wanted && !idle {
             if ready {
                 return (Some(Job::Tail), None);
             }
@@ -806,6 +809,12 @@ mod tests {
         assert_eq!(next_job(&c, Mode::Managed, &[s], 3 + c.busy_drain_retry_ms).0, Some((0, Job::Tail)));
         // the background still lags at force_tail: the writer copies the rest itself
         assert_eq!(s.on_commit(&c, Mode::Managed, c.force_tail, 4), HookAction::Tail);
+        // the writer stopped: once the shard is idle its TRUNCATE replaces the wanted tail
+        let mut idle = s;
+        idle.retry_at_ms = 0;
+        assert_eq!(next_job(&c, Mode::Managed, &[idle], 4 + c.idle_ms).0, Some((0, Job::Truncate)));
+        idle.after_truncate(&c, Outcome::Done { log: 1200, ckpt: 1200 }, idle.counters.commits, 5 + c.idle_ms, 0);
+        assert!(!idle.tail_wanted && !idle.dirty);
         // an ungated file (a host database) keeps the small tail in the writer
         let mut h = ShardWal::default();
         commits(&mut h, &c, [500, 1001], 0);
