@@ -460,14 +460,23 @@ impl ShardWal {
                     self.clear_back_off();
                 }
             }
+            // Busy: another checkpointer (the writer's tail, another process)
+            o => self.retry_soon(cfg, o, now_ms),
+        }
+        None
+    }
+
+    /// A background checkpoint met SQLITE_BUSY (look again after a brief back-off) or failed
+    /// (after the normal one).
+    fn retry_soon(&mut self, cfg: &Config, outcome: Outcome, now_ms: u64) {
+        match outcome {
             Outcome::Busy => {
                 self.counters.busy_retries += 1;
-                // another checkpointer (the writer's tail, another process): brief
                 self.back_off_from(cfg.busy_drain_retry_ms, cfg, now_ms);
             }
             Outcome::Failed => self.back_off(cfg, now_ms),
+            Outcome::Done { .. } => {}
         }
-        None
     }
 
     /// A background tail ([`Job::Tail`]) returned. (Writers that waited for it at the gate
@@ -486,13 +495,9 @@ impl ShardWal {
                 self.queued = false;
                 self.clear_back_off();
             }
-            Outcome::Busy => {
-                // FULL became PASSIVE (a writer held the lock) and could not reach the end, or
-                // a reader holds frames: look again soon; the forced tail bounds the WAL anyway
-                self.counters.busy_retries += 1;
-                self.back_off_from(cfg.busy_drain_retry_ms, cfg, now_ms);
-            }
-            Outcome::Failed => self.back_off(cfg, now_ms),
+            // Busy: FULL became PASSIVE (a writer held the lock) and could not reach the end, or
+            // a reader holds frames: look again soon; the forced tail bounds the WAL anyway
+            o => self.retry_soon(cfg, o, now_ms),
         }
     }
 
